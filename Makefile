@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine with Python 3.11 and make:
+#   make run   -> create .venv if missing, install, run the main job
+#   make test  -> same set-up, then the whole test suite
+# Both are idempotent: the install step re-runs only when pyproject.toml changes.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OUT ?= results/levels
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install run test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/bskmq levels --dist relu_clamp,gaussian,laplace,gelu --bits 2,3,4 --out $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/calibration.py
+
+clean:
+	rm -rf $(VENV) .cache results *.egg-info
