@@ -113,5 +113,5 @@ def quant_error_from_stats(stats, nl: NLLevels, *, clamp: bool = True) -> QuantE
     """
     from bskmq_jax.stats import points_from_stats
 
-    px, pw = points_from_stats(stats, nl.lo, nl.hi, clamp)
-    return _weighted_error(px, pw, nl, clamp, stats.boundary_tol)
+    pts = points_from_stats(stats, nl.lo, nl.hi, clamp)
+    return _weighted_error(pts.x, pts.w, nl, clamp, stats.boundary_tol)

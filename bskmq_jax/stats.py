@@ -181,8 +181,10 @@ def init_stats_from_batch(batch, *, lo=None, hi=None, margin: float = 0.0, bins:
     """Empty statistics whose range is read from a first batch.
 
     Each missing end is the batch's min (max) per layer, widened by
-    ``margin * (max - min)``; a given end is kept. The batch is *not* added;
-    call `update` with it.
+    ``margin * (max - min)``; a given end is kept. If that leaves no range (a
+    constant batch, or a batch entirely beyond a given end), the missing end
+    is placed one batch spread (or 1.0) away. The batch is *not* added; call
+    `update` with it.
 
     Args:
       batch: ``[L, ...]`` floating activations.
@@ -196,12 +198,15 @@ def init_stats_from_batch(batch, *, lo=None, hi=None, margin: float = 0.0, bins:
     if margin < 0:
         raise ValueError(f"margin: {margin} must be >= 0")
     bmin, bmax = jnp.min(x, axis=1), jnp.max(x, axis=1)
-    span = jnp.maximum(bmax - bmin, 1e-12)
-    lo_a = bmin - margin * span if lo is None else lo
-    hi_a = bmax + margin * span if hi is None else hi
+    span = bmax - bmin
+    lo_a = bmin - margin * span if lo is None else jnp.broadcast_to(jnp.asarray(lo, jnp.float32), bmin.shape)
+    hi_a = bmax + margin * span if hi is None else jnp.broadcast_to(jnp.asarray(hi, jnp.float32), bmax.shape)
     if hi is None:
-        # A constant first batch gives lo == hi; open the range a little.
-        hi_a = jnp.maximum(hi_a, jnp.asarray(lo_a) + span)
+        # A constant first batch (or one entirely below a given lo) leaves no
+        # range; open one as wide as the batch's spread, or 1.
+        hi_a = jnp.where(hi_a > lo_a, hi_a, lo_a + jnp.where(span > 0, span, 1.0))
+    elif lo is None:
+        lo_a = jnp.where(lo_a < hi_a, lo_a, hi_a - jnp.where(span > 0, span, 1.0))
     return init_stats(lo_a, hi_a, num_layers=x.shape[0], bins=bins, boundary_tol=boundary_tol)
 
 
@@ -298,25 +303,28 @@ def allreduce(stats: CalibrationStats, axis_name) -> CalibrationStats:
 
 
 def points_from_stats(stats: CalibrationStats, lo, hi, clamp: bool):
-    """Weighted point sets ``(px [L, B + 4], pw [L, B + 4])`` sorted by value.
+    """Per-layer sorted point sets (`Points` with ``[L, B + 4]`` leaves).
 
     Each slot is one point at the centroid of its values (its nominal position
-    when empty). With ``clamp`` the points are clamped to ``[lo, hi]``, which
-    merges the below/above tails into the boundary masses. Without it, each
-    tail is one point at its mean: widen the range when the shape of the
-    tails matters.
+    when empty); interior bins are spread over one bin width, the four other
+    slots are exact point masses. With ``clamp`` the points are clamped to
+    ``[lo, hi]``, which merges the below/above tails into the boundary
+    masses. Without it, each tail is one point at its mean: widen the range
+    when the shape of the tails matters.
     """
+    from bskmq_jax.quantizers import Points
+
     b = stats.bins
     w = stats.slot_counts
     centers = stats.lo[:, None] + (jnp.arange(b, dtype=jnp.float32) + 0.5) * ((stats.hi - stats.lo) / b)[:, None]
     lo_c, hi_c = stats.lo[:, None], stats.hi[:, None]
     nominal = jnp.concatenate([lo_c, lo_c, centers, hi_c, hi_c], axis=1)
     px = jnp.where(w > 0, stats.sums / jnp.where(w > 0, w, 1.0), nominal)
+    hw = jnp.zeros_like(px).at[:, 2:-2].set((0.5 * (stats.hi - stats.lo) / b)[:, None])
     if clamp:
         px = jnp.clip(px, lo[:, None], hi[:, None])
     # Centroids are monotone by slot; a sort guards float round-off at edges.
-    order = jnp.argsort(px, axis=1)
-    return jnp.take_along_axis(px, order, axis=1), jnp.take_along_axis(w, order, axis=1)
+    return Points(px, w, hw).sorted()
 
 
 def fit_levels_from_stats(
@@ -373,7 +381,7 @@ def fit_levels_from_stats(
     lo_a = stats.lo if lo_a is None else lo_a
     hi_a = stats.hi if hi_a is None else hi_a
     _validate.check_range(lo_a, hi_a, n)
-    px, pw = points_from_stats(stats, lo_a, hi_a, common.clamp)
+    pts = points_from_stats(stats, lo_a, hi_a, common.clamp)
     keys = layer_keys(key, n, squeeze=False)
-    levels, thresholds = fit_points(px, pw, lo_a, hi_a, keys, method=m.name, bits=bits, common=common, cfg=cfg)
+    levels, thresholds = fit_points(pts, lo_a, hi_a, keys, method=m.name, bits=bits, common=common, cfg=cfg)
     return NLLevels(levels, thresholds, lo_a, hi_a, method=m.name, bits=bits)

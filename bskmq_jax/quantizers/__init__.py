@@ -1,8 +1,8 @@
 """Level-fitting methods and `fit_levels`, the one entry point to them.
 
 A method is a pure per-layer function
-``fit(px, pw, lo, hi, key, *, k, cfg, common) -> (levels [k], thresholds [k-1])``
-on a sorted weighted point set, plus a frozen config of its options.
+``fit(pts, lo, hi, key, *, k, cfg, common) -> (levels [k], thresholds [k-1])``
+on a sorted weighted point set (`Points`), plus a frozen config of its options.
 `fit_levels` validates the input once, turns each layer into a point set and
 runs the method for all layers in one jitted, vmapped call.
 """
@@ -19,7 +19,7 @@ from jax import lax
 
 from bskmq_jax import _validate
 from bskmq_jax.levels import NLLevels
-from bskmq_jax.quantizers._common import FitConfig, data_range, points_from_samples
+from bskmq_jax.quantizers._common import FitConfig, Points, data_range, points_from_samples
 from bskmq_jax.quantizers.bs_kmq import BSKMQConfig, fit_bs_kmq
 from bskmq_jax.quantizers.cdf import CDFConfig, fit_cdf
 from bskmq_jax.quantizers.kmeans import KMeansConfig, fit_kmeans
@@ -31,6 +31,7 @@ __all__ = [
     "METHODS",
     "Method",
     "FitConfig",
+    "Points",
     "fit_levels",
     "make_configs",
     "fit_points",
@@ -101,11 +102,11 @@ def layer_keys(key, num_layers: int, squeeze: bool):
 
 
 @functools.partial(jax.jit, static_argnames=("method", "bits", "common", "cfg"))
-def fit_points(px, pw, lo, hi, keys, *, method: str, bits: int, common: FitConfig, cfg):
+def fit_points(pts: Points, lo, hi, keys, *, method: str, bits: int, common: FitConfig, cfg):
     """Fits all layers from prepared point sets in one vmapped call.
 
     Args:
-      px, pw: ``[L, P]`` sorted points and weights per layer.
+      pts: `Points` with ``[L, P]`` leaves, sorted per layer.
       lo, hi: ``[L]`` ADC ranges.
       keys: ``[L]`` PRNG keys.
       method, bits, common, cfg: static method choice and options.
@@ -114,7 +115,7 @@ def fit_points(px, pw, lo, hi, keys, *, method: str, bits: int, common: FitConfi
       ``(levels [L, 2**bits], thresholds [L, 2**bits - 1])``.
     """
     fit = functools.partial(METHODS[method].fit, k=2**bits, cfg=cfg, common=common)
-    return jax.vmap(fit)(px, pw, lo, hi, keys)
+    return jax.vmap(fit)(pts, lo, hi, keys)
 
 
 @functools.partial(jax.jit, static_argnames=("common",))
@@ -125,7 +126,7 @@ def prepare_points(x, w, lo, hi, *, common: FitConfig):
     and scatter-adds of a vmapped pass are 2-5x slower (measured here).
 
     Returns:
-      ``(px [L, P], pw [L, P], lo [L], hi [L], finite [L])``; ``finite`` is
+      ``(points [L, P], lo [L], hi [L], finite [L])``; ``finite`` is
       False for a layer holding NaN/Inf (its min or max is then not finite).
     """
 
@@ -136,7 +137,7 @@ def prepare_points(x, w, lo, hi, *, common: FitConfig):
             dlo, dhi = data_range(x, w)
             lo = dlo if lo is None else lo
             hi = dhi if hi is None else hi
-        return (*points_from_samples(x, w, lo, hi, common), lo, hi, finite)
+        return points_from_samples(x, w, lo, hi, common), lo, hi, finite
 
     return lax.map(one, (x, w, lo, hi))
 
@@ -185,11 +186,11 @@ def fit_levels(
     x, w, squeeze = _validate.check_samples(samples, weights)
     lo_a, hi_a = _validate.check_range(lo, hi, x.shape[0])
     keys = layer_keys(key, x.shape[0], squeeze)
-    px, pw, lo_o, hi_o, finite = prepare_points(x, w, lo_a, hi_a, common=common)
+    pts, lo_o, hi_o, finite = prepare_points(x, w, lo_a, hi_a, common=common)
     # Finiteness comes out of the same pass as the binning, so valid input
     # costs no extra sweep; the count for the message is only taken on failure.
     if _validate.is_concrete(finite) and not bool(jnp.all(finite)):
         _validate.check_finite("samples", x)
-    levels, thresholds = fit_points(px, pw, lo_o, hi_o, keys, method=m.name, bits=bits, common=common, cfg=cfg)
+    levels, thresholds = fit_points(pts, lo_o, hi_o, keys, method=m.name, bits=bits, common=common, cfg=cfg)
     nl = NLLevels(levels, thresholds, lo_o, hi_o, method=m.name, bits=bits)
     return nl[0] if squeeze else nl

@@ -1,12 +1,20 @@
 """Building blocks shared by the level-fitting methods.
 
-Every method fits one layer from a *weighted point set* ``(x [P], w [P])``
-sorted by ``x``. A layer with at most ``max_points`` samples is used exactly
-(sorted samples); a larger one is summarized in one pass into ``bins``
-equal-width bins, each represented by its weighted centroid, plus two exact
-atoms for the samples at ``lo`` and ``hi`` (the boundary masses). Streaming
-`CalibrationStats` produce the same kind of point set, so fitting from
-samples and fitting from statistics run the same code.
+Every method fits one layer from a sorted weighted point set, `Points`. A
+layer with at most ``max_points`` samples is used exactly (its sorted
+samples). A larger one is summarized in one pass into ``bins`` equal-width
+bins plus two exact atoms for the samples at ``lo`` and ``hi`` (the boundary
+masses); streaming `CalibrationStats` give the same kind of summary, so
+fitting from samples and from statistics run the same code.
+
+A bin is not a point mass: its mass is spread uniformly over one bin width
+centred on its centroid (``half_width`` > 0), which keeps its mass and mean
+exact. Cell statistics split a bin that straddles a threshold. Without this,
+Lloyd-type iterations on a histogram stop as soon as every threshold move is
+smaller than a bin (measured: Lloyd-Max on a 1M-sample Laplacian at 4 bits
+stalled 1.35% above the optimum even in float64, at any bin count tried,
+while on the raw samples it reaches it). Atoms and raw samples have
+``half_width == 0`` and behave as exact point masses (ties go up).
 
 All functions here act on one layer and are vmapped by the caller.
 """
@@ -17,6 +25,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 from jax import lax
 
 from bskmq_jax.levels import thresholds_from_levels
@@ -42,18 +51,44 @@ class FitConfig:
             raise ValueError(f"bins: {self.bins} must be >= 16 for a usable histogram")
 
 
+@struct.dataclass
+class Points:
+    """A sorted weighted point set of one layer (or ``[L, P]`` for L layers).
+
+    Attributes:
+      x: ``[P]`` ascending centroids.
+      w: ``[P]`` non-negative masses (0 marks padding or empty bins).
+      half_width: ``[P]`` half the width over which each mass is spread
+        uniformly around ``x`` (0: an exact point mass).
+    """
+
+    x: jax.Array
+    w: jax.Array
+    half_width: jax.Array
+
+    def sorted(self) -> "Points":
+        """The same points in ascending order of ``x``."""
+        order = jnp.argsort(self.x, axis=-1)
+        return jax.tree_util.tree_map(lambda a: jnp.take_along_axis(a, order, axis=-1), self)
+
+
 def boundary_tol(lo, hi, rel):
     """Absolute boundary tolerance for a range."""
     return rel * (hi - lo)
 
 
 def uniform_levels(lo, hi, k: int) -> jax.Array:
-    """``k`` equally spaced levels from ``lo`` to ``hi`` inclusive, ``[k]``."""
-    return lo + (hi - lo) * jnp.linspace(0.0, 1.0, k, dtype=jnp.float32)
+    """``k`` equally spaced levels from ``lo`` to ``hi`` inclusive, ``[k]``.
+
+    The end levels are exactly ``lo`` and ``hi`` (``lo + (hi - lo) * 1`` can
+    round past ``hi``).
+    """
+    lv = jnp.clip(lo + (hi - lo) * jnp.linspace(0.0, 1.0, k, dtype=jnp.float32), lo, hi)
+    return lv.at[0].set(lo).at[-1].set(hi)
 
 
-def points_from_samples(x, w, lo, hi, cfg: FitConfig):
-    """Turns one layer's samples into a sorted weighted point set.
+def points_from_samples(x, w, lo, hi, cfg: FitConfig) -> Points:
+    """Turns one layer's samples into a sorted point set.
 
     Args:
       x: ``[N]`` samples; w: ``[N]`` weights (0 marks padding).
@@ -61,50 +96,81 @@ def points_from_samples(x, w, lo, hi, cfg: FitConfig):
       cfg: common options.
 
     Returns:
-      ``(px [P], pw [P])`` sorted by ``px``; ``P = N`` if ``N <= max_points``,
-      else ``bins + 2``.
+      `Points` with ``P = N`` if ``N <= max_points``, else ``bins + 2``.
     """
     if cfg.clamp:
         x = jnp.clip(x, lo, hi)
     n = x.shape[0]
     if n <= cfg.max_points:
-        order = jnp.argsort(x)
-        return x[order], w[order]
+        return Points(x, w, jnp.zeros_like(x)).sorted()
     tol = boundary_tol(lo, hi, cfg.boundary_tol)
     live = w > 0
     rlo = jnp.minimum(jnp.min(jnp.where(live, x, jnp.inf)), lo)
     rhi = jnp.maximum(jnp.max(jnp.where(live, x, -jnp.inf)), hi)
     b = cfg.bins
-    scale = b / jnp.maximum(rhi - rlo, jnp.finfo(jnp.float32).tiny)
-    slot = jnp.clip(((x - rlo) * scale).astype(jnp.int32), 0, b - 1) + 1
+    width = jnp.maximum(rhi - rlo, jnp.finfo(jnp.float32).tiny) / b
+    slot = jnp.clip(((x - rlo) / width).astype(jnp.int32), 0, b - 1) + 1
     # Boundary masses get their own exact atoms, so a ReLU's zeros are not
     # smeared over the first bin and boundary suppression can find them.
     slot = jnp.where(jnp.abs(x - lo) <= tol, 0, slot)
     slot = jnp.where(jnp.abs(x - hi) <= tol, b + 1, slot)
     acc = jnp.zeros((b + 2, 2), jnp.float32).at[slot].add(jnp.stack([w, w * x], axis=-1))
     pw, sx = acc[:, 0], acc[:, 1]
-    centers = rlo + (jnp.arange(b, dtype=jnp.float32) + 0.5) / scale
-    default = jnp.concatenate([lo[None], centers, hi[None]])
-    px = jnp.where(pw > 0, sx / jnp.where(pw > 0, pw, 1.0), default)
+    centers = rlo + (jnp.arange(b, dtype=jnp.float32) + 0.5) * width
+    nominal = jnp.concatenate([lo[None], centers, hi[None]])
+    px = jnp.where(pw > 0, sx / jnp.where(pw > 0, pw, 1.0), nominal)
+    hw = jnp.concatenate([jnp.zeros((1,)), jnp.full((b,), 0.5) * width, jnp.zeros((1,))])
     # Atoms at lo/hi may sit inside the binned range when clamp=False.
-    order = jnp.argsort(px)
-    return px[order], pw[order]
+    return Points(px, pw, hw.astype(jnp.float32)).sorted()
 
 
-def assign(px, thresholds):
-    """Cell index of each point: number of thresholds ``<= x`` (ties go up)."""
-    return jnp.searchsorted(thresholds, px, side="right")
+def _below(pts: Points, t):
+    """Mass and first moment of each point lying below ``t`` (``t`` broadcasts)."""
+    a = pts.x - pts.half_width
+    spread = pts.half_width > 0
+    width = jnp.where(spread, 2.0 * pts.half_width, 1.0)
+    u = jnp.clip(t, a, pts.x + pts.half_width)
+    frac = jnp.where(spread, (u - a) / width, (pts.x < t).astype(jnp.float32))
+    mom = jnp.where(spread, (u * u - a * a) / (2.0 * width), jnp.where(pts.x < t, pts.x, 0.0))
+    return pts.w * frac, pts.w * mom
 
 
-def cell_moments(px, pw, thresholds, k: int):
-    """Weight and weighted mean of each threshold cell.
+# Points that can straddle a threshold: at most 3 equal-width bins (a centroid
+# lies inside its own bin) plus up to 4 atoms between them.
+_WINDOW = 8
+
+
+def cell_moments(pts: Points, thresholds, k: int):
+    """Mass and mean of each threshold cell (ties go up).
+
+    Each point first goes whole to the cell of its centroid (direct segment
+    sums, no prefix-sum cancellation); then, for every threshold, the part of
+    each straddling bin on the other side is moved across it. Applied
+    threshold by threshold, these moves telescope to the exact split even
+    when one bin spans several thresholds.
 
     Returns:
       ``(wsum [k], mean [k])``; ``mean`` is 0 where ``wsum`` is 0.
     """
-    c = assign(px, thresholds)
-    wsum = jax.ops.segment_sum(pw, c, num_segments=k)
-    xsum = jax.ops.segment_sum(pw * px, c, num_segments=k)
+    c = jnp.searchsorted(thresholds, pts.x, side="right")
+    wsum = jax.ops.segment_sum(pts.w, c, num_segments=k)
+    xsum = jax.ops.segment_sum(pts.w * pts.x, c, num_segments=k)
+    p = pts.x.shape[0]
+    start = jnp.searchsorted(pts.x, thresholds, side="left") - _WINDOW // 2
+    idx = jnp.clip(start[:, None] + jnp.arange(_WINDOW)[None, :], 0, p - 1)  # [k-1, W]
+    # Clipping at the ends can repeat an index; count each point once.
+    first = jnp.concatenate([jnp.ones_like(idx[:, :1], bool), idx[:, 1:] != idx[:, :-1]], axis=1)
+    win = jax.tree_util.tree_map(lambda a: a[idx], pts)
+    t = thresholds[:, None]
+    straddle = first & (win.half_width > 0) & (win.x - win.half_width < t) & (t < win.x + win.half_width)
+    m_below, x_below = _below(win, t)
+    above = win.x >= t  # base cell is above the threshold
+    # Positive transfer: from the cell above the threshold to the one below.
+    dm = jnp.where(straddle, jnp.where(above, m_below, m_below - win.w), 0.0).sum(axis=1)
+    dx = jnp.where(straddle, jnp.where(above, x_below, x_below - win.w * win.x), 0.0).sum(axis=1)
+    wsum = wsum.at[:-1].add(dm).at[1:].add(-dm)
+    xsum = xsum.at[:-1].add(dx).at[1:].add(-dx)
+    wsum = jnp.maximum(wsum, 0.0)
     return wsum, jnp.where(wsum > 0, xsum / jnp.where(wsum > 0, wsum, 1.0), 0.0)
 
 
@@ -120,18 +186,17 @@ def fill_empty(levels, wsum):
     live = wsum > 0
     below = lax.cummax(jnp.where(live, idx, -1))
     above = lax.cummin(jnp.where(live, idx, k), reverse=True)
-    src = jnp.where(below >= 0, below, above)
-    src = jnp.clip(src, 0, k - 1)
+    src = jnp.clip(jnp.where(below >= 0, below, above), 0, k - 1)
     return jnp.where(live, levels, levels[src])
 
 
-def lloyd(px, pw, levels0, *, max_iter: int, tol_abs, stop: str = "max"):
-    """Lloyd iterations on a weighted 1-D point set (nearest-level cells).
+def lloyd(pts: Points, levels0, *, max_iter: int, tol_abs, stop: str = "max"):
+    """Lloyd iterations on a point set (nearest-level cells).
 
     An empty cell keeps its previous level, as in the classical algorithm.
 
     Args:
-      px, pw: ``[P]`` points and weights.
+      pts: the layer's points.
       levels0: ``[k]`` ascending start levels.
       max_iter: iteration cap.
       tol_abs: stop when the level change is at most this.
@@ -143,44 +208,44 @@ def lloyd(px, pw, levels0, *, max_iter: int, tol_abs, stop: str = "max"):
     """
     k = levels0.shape[0]
 
-    def step(lv):
-        wsum, mean = cell_moments(px, pw, thresholds_from_levels(lv), k)
-        return jnp.where(wsum > 0, mean, lv), wsum
-
     def cond(s):
         _, _, it, delta = s
         return (it < max_iter) & (delta > tol_abs)
 
     def body(s):
         lv, _, it, _ = s
-        new, wsum = step(lv)
+        wsum, mean = cell_moments(pts, thresholds_from_levels(lv), k)
+        new = jnp.where(wsum > 0, mean, lv)
         d = new - lv
         delta = jnp.max(jnp.abs(d)) if stop == "max" else jnp.sum(d * d)
         return new, wsum, it + 1, delta
 
     init = (levels0, jnp.zeros_like(levels0), jnp.int32(0), jnp.float32(jnp.inf))
     lv, _, it, _ = lax.while_loop(cond, body, init)
-    wsum, _ = cell_moments(px, pw, thresholds_from_levels(lv), k)
+    wsum, _ = cell_moments(pts, thresholds_from_levels(lv), k)
     return lv, wsum, it
 
 
-def weighted_quantiles(px, pw, q):
-    """Quantiles of a sorted weighted point set (lower / inverse-CDF rule).
+def weighted_quantiles(pts: Points, q):
+    """Quantiles (inverse CDF) of a point set, interpolated inside bins.
 
     Args:
-      px: ``[P]`` sorted values; pw: ``[P]`` weights.
+      pts: sorted points.
       q: ``[m]`` probabilities in ``[0, 1]``.
 
     Returns:
-      ``[m]`` values: the smallest ``x`` with ``F(x) >= q``.
+      ``[m]`` values: the smallest ``x`` with ``F(x) >= q`` for point masses;
+      the linearly interpolated position inside a spread bin.
     """
-    cw = jnp.cumsum(pw)
+    cw = jnp.cumsum(pts.w)
     total = cw[-1]
     # A relative slack keeps float32 round-off from pushing q*total just past
     # an exact cumulative weight (e.g. 1/8 of the mass ending on an atom).
     target = q * total * (1.0 - 4 * jnp.finfo(jnp.float32).eps)
-    idx = jnp.searchsorted(cw, target, side="left")
-    return px[jnp.clip(idx, 0, px.shape[0] - 1)]
+    i = jnp.clip(jnp.searchsorted(cw, target, side="left"), 0, cw.shape[0] - 1)
+    hw, w = pts.half_width[i], pts.w[i]
+    into = jnp.where(w > 0, (target - (cw[i] - w)) / jnp.where(w > 0, w, 1.0), 0.5)
+    return pts.x[i] + jnp.where(hw > 0, (2.0 * into - 1.0) * hw, 0.0)
 
 
 def finish_midpoint(levels, wsum):
@@ -189,7 +254,7 @@ def finish_midpoint(levels, wsum):
     return lv, thresholds_from_levels(lv)
 
 
-def data_range(px, pw):
-    """Min and max of the points that carry weight."""
-    live = pw > 0
-    return jnp.min(jnp.where(live, px, jnp.inf)), jnp.max(jnp.where(live, px, -jnp.inf))
+def data_range(x, w):
+    """Min and max of the samples that carry weight."""
+    live = w > 0
+    return jnp.min(jnp.where(live, x, jnp.inf)), jnp.max(jnp.where(live, x, -jnp.inf))

@@ -69,20 +69,21 @@ def boundary_masks(px, lo, hi, rel_tol: float):
     return jnp.abs(px - lo) <= tol, jnp.abs(px - hi) <= tol
 
 
-def _inner_fit(px, pw, lo, hi, key, k: int, cfg: BSKMQConfig, common):
+def _inner_fit(pts, lo, hi, key, k: int, cfg: BSKMQConfig, common):
     fit, inner_cfg = _INNER[cfg.inner]
-    has_mass = jnp.sum(pw) > 0
+    has_mass = jnp.sum(pts.w) > 0
     # If suppression removed everything (a layer that is all boundary), fall
     # back to uniform levels instead of dividing by zero.
-    lv, _ = fit(px, jnp.where(has_mass, pw, jnp.ones_like(pw)), lo, hi, key, k=k, cfg=inner_cfg, common=common)
+    pts = pts.replace(w=jnp.where(has_mass, pts.w, jnp.ones_like(pts.w)))
+    lv, _ = fit(pts, lo, hi, key, k=k, cfg=inner_cfg, common=common)
     return jnp.where(has_mass, lv, uniform_levels(lo, hi, k))
 
 
-def suppressed_weights(px, pw, lo, hi, cfg: BSKMQConfig, rel_tol: float):
-    """Weights after boundary suppression (``drop`` and ``equalize``/``clip``).
+def suppressed_weights(pts, lo, hi, cfg: BSKMQConfig, rel_tol: float):
+    """Weights after boundary suppression (``drop``, ``equalize`` or ``clip``).
 
     Args:
-      px, pw: ``[P]`` sorted points and weights of one layer.
+      pts: the layer's sorted `Points`.
       lo, hi: the ADC range.
       cfg: BS-KMQ options.
       rel_tol: boundary tolerance relative to ``hi - lo``.
@@ -90,6 +91,7 @@ def suppressed_weights(px, pw, lo, hi, cfg: BSKMQConfig, rel_tol: float):
     Returns:
       ``[P]`` new weights.
     """
+    px, pw = pts.x, pts.w
     at_lo, at_hi = boundary_masks(px, lo, hi, rel_tol)
     if cfg.mode == "drop":
         inside = (px > lo) & (px < hi) & ~at_lo & ~at_hi
@@ -114,15 +116,15 @@ def suppressed_weights(px, pw, lo, hi, cfg: BSKMQConfig, rel_tol: float):
     return jnp.clip(jnp.minimum(cw, q_hi) - jnp.maximum(cw - pw, q_lo), 0.0, pw)
 
 
-def fit_bs_kmq(px, pw, lo, hi, key, *, k: int, cfg: BSKMQConfig, common: FitConfig):
+def fit_bs_kmq(pts, lo, hi, key, *, k: int, cfg: BSKMQConfig, common: FitConfig):
     """Fits one layer. Args/returns as in `bskmq_jax.quantizers.Method.fit`."""
-    w = suppressed_weights(px, pw, lo, hi, cfg, common.boundary_tol)
+    sup = pts.replace(w=suppressed_weights(pts, lo, hi, cfg, common.boundary_tol))
     if cfg.mode == "drop":
         if k == 2:
             lv = jnp.stack([lo, hi]).astype(jnp.float32)
         else:
-            inner = _inner_fit(px, w, lo, hi, key, k - 2, cfg, common)
+            inner = _inner_fit(sup, lo, hi, key, k - 2, cfg, common)
             lv = jnp.sort(jnp.concatenate([lo[None], inner, hi[None]]))
     else:
-        lv = _inner_fit(px, w, lo, hi, key, k, cfg, common)
+        lv = _inner_fit(sup, lo, hi, key, k, cfg, common)
     return lv, thresholds_from_levels(lv)

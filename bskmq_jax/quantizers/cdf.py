@@ -22,12 +22,12 @@ class CDFConfig:
     """CDF quantization has no options beyond the common ones."""
 
 
-def fit_cdf(px, pw, lo, hi, key, *, k: int, cfg: CDFConfig, common=None):
+def fit_cdf(pts, lo, hi, key, *, k: int, cfg: CDFConfig, common=None):
     """Fits one layer. Args/returns as in `bskmq_jax.quantizers.Method.fit`."""
     del lo, hi, key, cfg, common
     q = jnp.arange(1, k, dtype=jnp.float32) / k
-    thr = weighted_quantiles(px, pw, q)
-    wsum, mean = cell_moments(px, pw, thr, k)
+    thr = weighted_quantiles(pts, q)
+    wsum, mean = cell_moments(pts, thr, k)
     lv = fill_empty(mean, wsum)
     lower = jnp.concatenate([jnp.array([-jnp.inf]), thr])
     upper = jnp.concatenate([thr, jnp.array([jnp.inf])])

@@ -67,13 +67,14 @@ def kmeanspp(px, pw, key, k: int, n_trials: int):
     return centers
 
 
-def fit_kmeans(px, pw, lo, hi, key, *, k: int, cfg: KMeansConfig, common=None):
+def fit_kmeans(pts, lo, hi, key, *, k: int, cfg: KMeansConfig, common=None):
     """Fits one layer. Args/returns as in `bskmq_jax.quantizers.Method.fit`."""
     del lo, hi, common
     trials = cfg.n_local_trials or 2 + int(math.log(k))
+    px, pw = pts.x, pts.w
     c0 = jnp.sort(kmeanspp(px, pw, key, k, int(trials)))
     total = jnp.sum(pw)
     mean = jnp.sum(pw * px) / total
     var = jnp.sum(pw * (px - mean) ** 2) / total
-    lv, wsum, _ = lloyd(px, pw, c0, max_iter=int(cfg.max_iter), tol_abs=cfg.tol * var, stop="sumsq")
+    lv, wsum, _ = lloyd(pts, c0, max_iter=int(cfg.max_iter), tol_abs=cfg.tol * var, stop="sumsq")
     return finish_midpoint(lv, wsum)

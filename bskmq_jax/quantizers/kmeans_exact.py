@@ -31,17 +31,30 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from bskmq_jax.quantizers._common import finish_midpoint
+from bskmq_jax.levels import thresholds_from_levels
+from bskmq_jax.quantizers._common import finish_midpoint, lloyd
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class KMeansExactConfig:
-    """``method="kmeans_exact"`` has no options beyond the common ones.
+    """Options of ``method="kmeans_exact"``.
 
-    Exactness is over the fitted point set: the samples themselves when a
-    layer has at most ``max_points`` samples, else the ``bins``-bin summary
-    (raise ``bins`` for a finer one).
+    The DP is exact over the fitted point set: the samples themselves when a
+    layer has at most ``max_points`` samples, else the bin centroids of the
+    ``bins``-bin summary. On a summary, Lloyd iterations that split bins at
+    thresholds then place the thresholds inside bins; they never raise the
+    error and stop at once on exact samples (an optimal partition is a Lloyd
+    fixed point).
     """
+
+    refine_iter: int = 50  # Lloyd iterations after the DP (0: DP result as is)
+    refine_tol: float = 1e-7  # stop refining when no level moves more than this times (hi - lo)
+
+    def __post_init__(self):
+        if int(self.refine_iter) < 0:
+            raise ValueError(f"refine_iter: {self.refine_iter} must be >= 0")
+        if not self.refine_tol >= 0:
+            raise ValueError(f"refine_tol: {self.refine_tol} must be >= 0")
 
 
 def _prefix(px, pw):
@@ -147,10 +160,14 @@ def optimal_partition(px, pw, k: int):
     return jnp.sum(jnp.arange(n)[:, None] >= starts[None, 1:], axis=1).astype(jnp.int32)
 
 
-def fit_kmeans_exact(px, pw, lo, hi, key, *, k: int, cfg: KMeansExactConfig, common=None):
+def fit_kmeans_exact(pts, lo, hi, key, *, k: int, cfg: KMeansExactConfig, common=None):
     """Fits one layer. Args/returns as in `bskmq_jax.quantizers.Method.fit`."""
-    del lo, hi, key, cfg, common
-    cid = optimal_partition(px, pw, k)
-    wsum = jax.ops.segment_sum(pw, cid, num_segments=k)
-    xsum = jax.ops.segment_sum(pw * px, cid, num_segments=k)
-    return finish_midpoint(jnp.where(wsum > 0, xsum / jnp.where(wsum > 0, wsum, 1.0), 0.0), wsum)
+    del key, common
+    cid = optimal_partition(pts.x, pts.w, k)
+    wsum = jax.ops.segment_sum(pts.w, cid, num_segments=k)
+    xsum = jax.ops.segment_sum(pts.w * pts.x, cid, num_segments=k)
+    lv, _ = finish_midpoint(jnp.where(wsum > 0, xsum / jnp.where(wsum > 0, wsum, 1.0), 0.0), wsum)
+    if cfg.refine_iter:
+        lv, wsum, _ = lloyd(pts, lv, max_iter=int(cfg.refine_iter), tol_abs=cfg.refine_tol * (hi - lo))
+        return finish_midpoint(lv, wsum)
+    return lv, thresholds_from_levels(lv)

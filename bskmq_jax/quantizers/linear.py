@@ -18,8 +18,8 @@ class LinearConfig:
     """Linear quantization has no options beyond the common ones."""
 
 
-def fit_linear(px, pw, lo, hi, key, *, k: int, cfg: LinearConfig, common=None):
+def fit_linear(pts, lo, hi, key, *, k: int, cfg: LinearConfig, common=None):
     """Fits one layer. Args/returns as in `bskmq_jax.quantizers.Method.fit`."""
-    del px, pw, key, cfg, common
+    del pts, key, cfg, common
     lv = uniform_levels(lo, hi, k)
     return lv, thresholds_from_levels(lv)
