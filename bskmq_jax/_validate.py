@@ -60,9 +60,10 @@ def check_finite(name: str, x) -> None:
 
 
 def check_samples(samples, weights):
-    """Validates samples and weights; returns ``(x [L, N], w [L, N], squeeze)``.
+    """Validates samples and weights; returns ``(x [L, N], w [L, N] | None, squeeze)``.
 
-    ``squeeze`` is True when the input was one layer of shape ``[N]``.
+    ``w`` is None for unit weights. ``squeeze`` is True when the input was
+    one layer of shape ``[N]``.
     """
     x = check_float_array("samples", samples, (1, 2))
     squeeze = x.ndim == 1
@@ -71,7 +72,7 @@ def check_samples(samples, weights):
         raise ValueError(f"samples: empty layer (shape {tuple(np.shape(samples))}); each layer needs samples")
     # NaN/Inf in samples are detected inside the fitting pass (see fit_levels).
     if weights is None:
-        return x, jnp.ones_like(x), squeeze
+        return x, None, squeeze
     w = check_float_array("weights", weights, (1, 2))
     w = w[None] if w.ndim == 1 else w
     if w.shape != x.shape:

@@ -132,6 +132,7 @@ def prepare_points(x, w, lo, hi, *, common: FitConfig):
 
     def one(args):
         x, w, lo, hi = args
+        # NaN propagates through min/max and Inf shows in them: no extra pass.
         finite = jnp.isfinite(jnp.min(x)) & jnp.isfinite(jnp.max(x))
         if lo is None or hi is None:
             dlo, dhi = data_range(x, w)

@@ -38,7 +38,7 @@ class FitConfig:
     clamp: bool = True  # fit on samples clamped to [lo, hi] (what the NL-ADC sees); False: raw samples
     boundary_tol: float = 1e-6  # a sample within boundary_tol * (hi - lo) of lo or hi is a boundary mass
     max_points: int = 4096  # layers with at most this many samples are fitted on the exact samples
-    bins: int = 4096  # larger layers are summarized in this many equal-width bins (+ 2 exact boundary atoms)
+    bins: int = 1024  # larger layers are summarized in this many equal-width bins (+ 2 exact boundary atoms)
 
     def __post_init__(self):
         if not isinstance(self.clamp, bool):
@@ -91,7 +91,8 @@ def points_from_samples(x, w, lo, hi, cfg: FitConfig) -> Points:
     """Turns one layer's samples into a sorted point set.
 
     Args:
-      x: ``[N]`` samples; w: ``[N]`` weights (0 marks padding).
+      x: ``[N]`` samples; w: ``[N]`` weights (0 marks padding) or None for
+        unit weights (saves reading an all-ones array: ~30% of the pass).
       lo, hi: scalars, the ADC range.
       cfg: common options.
 
@@ -102,11 +103,10 @@ def points_from_samples(x, w, lo, hi, cfg: FitConfig) -> Points:
         x = jnp.clip(x, lo, hi)
     n = x.shape[0]
     if n <= cfg.max_points:
-        return Points(x, w, jnp.zeros_like(x)).sorted()
+        return Points(x, jnp.ones_like(x) if w is None else w, jnp.zeros_like(x)).sorted()
     tol = boundary_tol(lo, hi, cfg.boundary_tol)
-    live = w > 0
-    rlo = jnp.minimum(jnp.min(jnp.where(live, x, jnp.inf)), lo)
-    rhi = jnp.maximum(jnp.max(jnp.where(live, x, -jnp.inf)), hi)
+    dlo, dhi = data_range(x, w)
+    rlo, rhi = jnp.minimum(dlo, lo), jnp.maximum(dhi, hi)
     b = cfg.bins
     width = jnp.maximum(rhi - rlo, jnp.finfo(jnp.float32).tiny) / b
     slot = jnp.clip(((x - rlo) / width).astype(jnp.int32), 0, b - 1) + 1
@@ -114,6 +114,7 @@ def points_from_samples(x, w, lo, hi, cfg: FitConfig) -> Points:
     # smeared over the first bin and boundary suppression can find them.
     slot = jnp.where(jnp.abs(x - lo) <= tol, 0, slot)
     slot = jnp.where(jnp.abs(x - hi) <= tol, b + 1, slot)
+    w = jnp.ones_like(x) if w is None else w  # fused into the scatter, never stored
     acc = jnp.zeros((b + 2, 2), jnp.float32).at[slot].add(jnp.stack([w, w * x], axis=-1))
     pw, sx = acc[:, 0], acc[:, 1]
     centers = rlo + (jnp.arange(b, dtype=jnp.float32) + 0.5) * width
@@ -255,6 +256,8 @@ def finish_midpoint(levels, wsum):
 
 
 def data_range(x, w):
-    """Min and max of the samples that carry weight."""
+    """Min and max of the samples that carry weight (all of them if ``w`` is None)."""
+    if w is None:
+        return jnp.min(x), jnp.max(x)
     live = w > 0
     return jnp.min(jnp.where(live, x, jnp.inf)), jnp.max(jnp.where(live, x, -jnp.inf))
