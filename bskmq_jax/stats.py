@@ -6,8 +6,11 @@
   below ``lo - tol``; values within ``tol`` of ``lo`` (the boundary mass, e.g.
   a ReLU's zeros); ``B`` equal-width bins over ``(lo, hi)``; values within
   ``tol`` of ``hi`` (a clamp's saturation); values above ``hi + tol``;
-- for every slot an exact integer count and the sum of its values, so each
-  slot is represented by its true centroid when levels are fitted;
+- for every slot an exact integer count and the sum of its values' offsets
+  from the slot's nominal position (``lo`` for the first two slots, ``hi``
+  for the last two, the bin centre otherwise), so each slot is represented by
+  its true centroid when levels are fitted; offsets keep float32 sums
+  accurate where plain sums of many equal values would drift;
 - the sum of squares, min and max of everything seen.
 
 Range policy: ``lo``/``hi`` are fixed when the statistics are created, either
@@ -61,7 +64,8 @@ class CalibrationStats:
       lo, hi: ``[L]`` fixed histogram / ADC range.
       tol: ``[L]`` absolute boundary tolerance, ``boundary_tol * (hi - lo)``.
       limbs: ``[L, B + 4, 2]`` int32 exact counts per slot (two 24-bit limbs).
-      sums: ``[L, B + 4]`` float32 sum of the values in each slot.
+      sums: ``[L, B + 4]`` float32 sum of each slot's values minus its
+        nominal position (see `nominal_positions`).
       sq_sum: ``[L]`` float32 sum of squares of all values.
       min, max: ``[L]`` extremes of all values seen (+inf/-inf when empty).
       nonfinite: ``[L]`` int32 count of NaN/Inf values, which are not counted
@@ -121,10 +125,22 @@ class CalibrationStats:
         """``[L]`` count of values above ``hi + tol``."""
         return self.slot_counts[:, -1]
 
+    def nominal_positions(self) -> jax.Array:
+        """``[L, B + 4]`` anchor of each slot: lo, lo, bin centres, hi, hi."""
+        b = self.bins
+        centers = self.lo[:, None] + (jnp.arange(b, dtype=jnp.float32) + 0.5) * ((self.hi - self.lo) / b)[:, None]
+        lo_c, hi_c = self.lo[:, None], self.hi[:, None]
+        return jnp.concatenate([lo_c, lo_c, centers, hi_c, hi_c], axis=1)
+
+    def centroids(self) -> jax.Array:
+        """``[L, B + 4]`` mean of each slot's values (its nominal position if empty)."""
+        w = self.slot_counts
+        return self.nominal_positions() + jnp.where(w > 0, self.sums / jnp.where(w > 0, w, 1.0), 0.0)
+
     @property
     def mean(self) -> jax.Array:
         """``[L]`` mean of all values."""
-        return jnp.sum(self.sums, axis=-1) / self.count
+        return jnp.sum(self.sums + self.slot_counts * self.nominal_positions(), axis=-1) / self.count
 
     @property
     def var(self) -> jax.Array:
@@ -211,11 +227,15 @@ def init_stats_from_batch(batch, *, lo=None, hi=None, margin: float = 0.0, bins:
 
 
 def _slot(x, lo, hi, tol, bins: int):
-    b = jnp.clip(((x - lo) * (bins / (hi - lo))).astype(jnp.int32), 0, bins - 1) + 2
-    b = jnp.where(x < lo - tol, 0, b)
-    b = jnp.where(jnp.abs(x - lo) <= tol, 1, b)
-    b = jnp.where(jnp.abs(x - hi) <= tol, bins + 2, b)
-    return jnp.where(x > hi + tol, bins + 3, b)
+    """Slot index of each value and the slot's nominal position (its anchor)."""
+    width = (hi - lo) / bins
+    b = jnp.clip(((x - lo) / width).astype(jnp.int32), 0, bins - 1)
+    anchor = lo + (b.astype(jnp.float32) + 0.5) * width
+    b = b + 2
+    low, high = x <= lo + tol, x >= hi - tol
+    b = jnp.where(x < lo - tol, 0, jnp.where(low, 1, b))
+    b = jnp.where(x > hi + tol, bins + 3, jnp.where(high, bins + 2, b))
+    return b, jnp.where(low, lo, jnp.where(high, hi, anchor))
 
 
 @jax.jit
@@ -245,9 +265,9 @@ def update(stats: CalibrationStats, batch, mask=None) -> CalibrationStats:
 
     def one(args):
         x, m, lo, hi, tol = args
-        s = _slot(x, lo, hi, tol, stats.bins)
+        s, anchor = _slot(x, lo, hi, tol, stats.bins)
         cnt = jnp.zeros((slots,), jnp.int32).at[s].add(m.astype(jnp.int32))
-        sm = jnp.zeros((slots,), jnp.float32).at[s].add(jnp.where(m, x, 0.0))
+        sm = jnp.zeros((slots,), jnp.float32).at[s].add(jnp.where(m, x - anchor, 0.0))
         xm = jnp.where(m, x, 0.0)
         return cnt, sm, jnp.sum(xm * xm), jnp.min(jnp.where(m, x, jnp.inf)), jnp.max(jnp.where(m, x, -jnp.inf))
 
@@ -314,13 +334,9 @@ def points_from_stats(stats: CalibrationStats, lo, hi, clamp: bool):
     """
     from bskmq_jax.quantizers import Points
 
-    b = stats.bins
     w = stats.slot_counts
-    centers = stats.lo[:, None] + (jnp.arange(b, dtype=jnp.float32) + 0.5) * ((stats.hi - stats.lo) / b)[:, None]
-    lo_c, hi_c = stats.lo[:, None], stats.hi[:, None]
-    nominal = jnp.concatenate([lo_c, lo_c, centers, hi_c, hi_c], axis=1)
-    px = jnp.where(w > 0, stats.sums / jnp.where(w > 0, w, 1.0), nominal)
-    hw = jnp.zeros_like(px).at[:, 2:-2].set((0.5 * (stats.hi - stats.lo) / b)[:, None])
+    px = stats.centroids()
+    hw = jnp.zeros_like(px).at[:, 2:-2].set((0.5 * (stats.hi - stats.lo) / stats.bins)[:, None])
     if clamp:
         px = jnp.clip(px, lo[:, None], hi[:, None])
     # Centroids are monotone by slot; a sort guards float round-off at edges.

@@ -212,8 +212,10 @@ def test_fewer_distinct_values_than_levels(method):
     assert np.all(np.isfinite(lv)) and np.all(np.diff(lv) >= 0) and lv[0] >= 1.0 and lv[-1] <= 5.0
     err = quant_error(x, nl)
     assert int(err.used_levels) <= 3
-    if method in ("kmeans_exact", "bs_kmq"):  # optimal: every value is a level
+    if method == "kmeans_exact":  # optimal: every value is a level
         np.testing.assert_array_equal(bq.quantize(x, nl), x)
+        drop = bq.fit_levels(x, method="bs_kmq", mode="drop", bits=3)  # ends pinned, interior exact
+        np.testing.assert_array_equal(bq.quantize(x, drop), x)
     const = bq.fit_levels(np.full(10, 3.0, np.float32), method=method, bits=2)
     np.testing.assert_array_equal(const.levels, [3.0] * 4)
 

@@ -114,12 +114,16 @@ def points_from_samples(x, w, lo, hi, cfg: FitConfig) -> Points:
     # smeared over the first bin and boundary suppression can find them.
     slot = jnp.where(jnp.abs(x - lo) <= tol, 0, slot)
     slot = jnp.where(jnp.abs(x - hi) <= tol, b + 1, slot)
+    # Sums are taken of offsets from each slot's nominal position: a float32
+    # sum of thousands of equal values drifts (measured 1e-5 on a 5000-value
+    # atom, beyond the boundary tolerance); offsets are small and exact at atoms.
+    anchor = jnp.where(slot == 0, lo, jnp.where(slot == b + 1, hi, rlo + (slot.astype(jnp.float32) - 0.5) * width))
     w = jnp.ones_like(x) if w is None else w  # fused into the scatter, never stored
-    acc = jnp.zeros((b + 2, 2), jnp.float32).at[slot].add(jnp.stack([w, w * x], axis=-1))
+    acc = jnp.zeros((b + 2, 2), jnp.float32).at[slot].add(jnp.stack([w, w * (x - anchor)], axis=-1))
     pw, sx = acc[:, 0], acc[:, 1]
     centers = rlo + (jnp.arange(b, dtype=jnp.float32) + 0.5) * width
     nominal = jnp.concatenate([lo[None], centers, hi[None]])
-    px = jnp.where(pw > 0, sx / jnp.where(pw > 0, pw, 1.0), nominal)
+    px = nominal + jnp.where(pw > 0, sx / jnp.where(pw > 0, pw, 1.0), 0.0)
     hw = jnp.concatenate([jnp.zeros((1,)), jnp.full((b,), 0.5) * width, jnp.zeros((1,))])
     # Atoms at lo/hi may sit inside the binned range when clamp=False.
     return Points(px, pw, hw.astype(jnp.float32)).sorted()

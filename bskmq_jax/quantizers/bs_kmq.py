@@ -18,7 +18,10 @@ math and the measurements behind the default):
 
 A boundary mass is the weight of the samples within
 ``boundary_tol * (hi - lo)`` of ``lo`` or ``hi`` (a common `fit_levels` option).
-The inner k-means is ``kmeans_exact`` by default.
+The default is ``equalize`` with a 1/16 window and ``kmeans_exact`` inside,
+chosen by measurement (docs/bs_kmq.md, ``experiments/bs_kmq_modes.py``).
+An isolated boundary mass with no interior mass in its window gets weight 0
+under ``equalize``.
 """
 
 from __future__ import annotations
@@ -44,9 +47,9 @@ _INNER = {
 class BSKMQConfig:
     """Options of ``method="bs_kmq"``."""
 
-    mode: str = "drop"  # boundary suppression rule: drop | equalize | clip (default chosen in docs/bs_kmq.md)
+    mode: str = "equalize"  # boundary suppression rule: drop | equalize | clip (default measured in docs/bs_kmq.md)
     inner: str = "kmeans_exact"  # k-means run after suppression: kmeans_exact | kmeans | lloyd_max
-    window: float = 1.0 / 64  # equalize: adjacent-interior window, as a fraction of (hi - lo)
+    window: float = 1.0 / 16  # equalize: adjacent-interior window, as a fraction of (hi - lo)
     lower_pct: float = 0.5  # clip: percent of the mass removed from the bottom
     upper_pct: float = 99.5  # clip: percentile above which the mass is removed
 
