@@ -7,8 +7,8 @@ by more than ``tol * (hi - lo)`` or after ``max_iter`` iterations. An empty
 cell keeps its level. This is 1-D k-means from a fixed uniform start, so it
 can stop in a local optimum; ReADC (Nature Comms 2025) uses the same loop
 with at least 100 iterations. Our cap is 1000: on a 1M-sample Laplacian at 4
-bits the loop is still 1.4% above its fixed point after 100 iterations and
-converges after about 300 (measured; see docs/metrics.md). Pass
+bits the loop is 1.42% above the textbook optimum after 100 iterations and
+0.67% at convergence (experiments/fitting_accuracy.py). Pass
 ``max_iter=100`` to mimic ReADC.
 """
 
@@ -23,7 +23,7 @@ from bskmq_jax.quantizers._common import finish_midpoint, lloyd, uniform_levels
 class LloydMaxConfig:
     """Options of ``method="lloyd_max"``."""
 
-    max_iter: int = 1000  # iteration cap (ReADC uses >= 100; slow sources need ~300)
+    max_iter: int = 1000  # iteration cap (ReADC uses >= 100; slow sources need more, see docs/metrics.md)
     tol: float = 1e-6  # stop when max level change <= tol * (hi - lo)
 
     def __post_init__(self):
