@@ -46,7 +46,13 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """A registered level-fitting method."""
+    """A registered level-fitting method.
+
+    ``fit(pts, lo, hi, key, *, k, cfg, common)`` fits one layer: ``pts`` is a
+    sorted `Points` set, ``lo``/``hi`` scalars, ``key`` a PRNG key, ``k`` the
+    number of levels (static), ``cfg`` the method's config and ``common`` the
+    `FitConfig`. It returns ``(levels [k], thresholds [k - 1])``, ascending.
+    """
 
     name: str  # the `method=` string
     fit: Callable  # per-layer fit on a sorted weighted point set
