@@ -23,10 +23,14 @@ __all__ = [
     "decode",
     "thresholds_from_levels",
     "MAX_BITS",
+    "MAX_LEVEL_BITS",
 ]
 
-#: The NL-ADCs we model have 1 to 8 bits; 8 bits is already 256 ramp steps.
+#: Level *fitting* covers 1 to 8 bits (8 bits is already 256 ramp steps).
 MAX_BITS = 8
+#: An `NLLevels` may hold up to 16 bits, e.g. a fine linear ADC in tests of
+#: crossbar exactness.
+MAX_LEVEL_BITS = 16
 
 # Up to this many bits the comparator chain is unrolled into a fused chain of
 # `where`s (1.0-1.3x the cost of `jnp.clip` on CPU, see shared/reference.md);
@@ -88,10 +92,10 @@ class NLLevels:
         levels = jnp.asarray(levels, jnp.float32)
         k = levels.shape[-1]
         bits = k.bit_length() - 1
-        if k < 2 or 2**bits != k or bits > MAX_BITS:
+        if k < 2 or 2**bits != k or bits > MAX_LEVEL_BITS:
             raise ValueError(
                 f"levels: last axis has {k} entries; an NL-ADC needs 2**bits entries "
-                f"with bits in 1..{MAX_BITS}"
+                f"with bits in 1..{MAX_LEVEL_BITS}"
             )
         if not isinstance(levels, jax.core.Tracer) and bool(jnp.any(jnp.diff(levels) < 0)):
             raise ValueError("levels: must be ascending along the last axis")
