@@ -28,3 +28,27 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture(scope="session")
 def rng():
     return np.random.default_rng(1234)
+
+
+def _memory_maps() -> int:
+    try:
+        with open(f"/proc/{os.getpid()}/maps") as f:
+            return sum(1 for _ in f)
+    except OSError:  # not Linux
+        return 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_executables():
+    """Frees compiled executables after each test module.
+
+    Every XLA:CPU executable keeps ~5 memory mappings while it is cached; the
+    whole suite compiles thousands of programs, and one process reached the
+    kernel's 65,530-mapping limit ("LLVM compilation error: Cannot allocate
+    memory", then a crash). Clearing JAX's caches between modules bounds it.
+    """
+    yield
+    before = _memory_maps()
+    jax.clear_caches()
+    if os.environ.get("BSKMQ_REPORT_MAPS"):
+        print(f"\n[memory maps at module end: {before}, after clearing: {_memory_maps()}]")
