@@ -15,6 +15,7 @@ import sys
 # name -> module under bskmq_jax.cli; imported lazily so `bskmq --help` is fast.
 SUBCOMMANDS = {
     "levels": "bskmq_jax.cli.levels",
+    "hardware": "bskmq_jax.cli.hardware",
 }
 
 
