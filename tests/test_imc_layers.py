@@ -98,7 +98,7 @@ def test_mode_and_level_errors(x):
     with pytest.raises(ValueError, match="no IMC layers"):
         imc.set_mode(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), "float")
     with pytest.raises(ValueError, match="activation"):
-        imc.IMCDense(2, 2, activation="gelu", rngs=nnx.Rngs(0))
+        imc.IMCDense(2, 2, activation="swish", rngs=nnx.Rngs(0))
 
 
 def test_digital_layers_and_partial_sum_layers(x):

@@ -3,7 +3,7 @@
 from bskmq_jax.imc.config import IMCConfig
 from bskmq_jax.imc.control import collect_stats, get_levels, get_mode, imc_layers, load_levels, reset_stats, set_chip, set_mode
 from bskmq_jax.imc.crossbar import conv_channels_per_tile, imc_conv, imc_dense, psum_adc_range
-from bskmq_jax.imc.layers import ADCLevels, CalibStats, IMCConv, IMCDense, NLADCActivation, QuantMode
+from bskmq_jax.imc.layers import ACTIVATIONS, ADCLevels, CalibStats, IMCConv, IMCDense, IMCMatmul, NLADCActivation, QuantMode
 from bskmq_jax.imc.quant import bit_planes, quantize_inputs, quantize_weights, round_ste, weight_slices
 
 __all__ = [
@@ -12,7 +12,9 @@ __all__ = [
     "IMCConfig",
     "IMCConv",
     "IMCDense",
+    "IMCMatmul",
     "NLADCActivation",
+    "ACTIVATIONS",
     "QuantMode",
     "collect_stats",
     "get_levels",

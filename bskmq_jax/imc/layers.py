@@ -30,7 +30,10 @@ from flax import nnx
 from bskmq_jax.adc.config import ADCConfig, STEConfig
 from bskmq_jax.adc.nl_adc import nl_adc
 from bskmq_jax.imc.config import IMCConfig
+import dataclasses
+
 from bskmq_jax.imc.crossbar import imc_conv, imc_dense
+from bskmq_jax.imc.quant import quantize_inputs
 from bskmq_jax.levels import NLLevels
 from bskmq_jax.stats import CalibrationStats, init_stats, update
 
@@ -41,6 +44,7 @@ __all__ = [
     "NLADCActivation",
     "IMCDense",
     "IMCConv",
+    "IMCMatmul",
     "ACTIVATIONS",
 ]
 
@@ -65,9 +69,16 @@ class ChipKey(nnx.Variable):
     """Raw key data of the chip this layer's ADC belongs to (static errors)."""
 
 
-#: Float activations an NL-ADC can fold into its conversion, with the ADC's
-#: range start: a ReLU's range starts at 0; an identity layer's at its minimum.
-ACTIVATIONS = {"relu": jax.nn.relu, "identity": lambda x: x}
+#: Activations an NL-ADC folds into its conversion. The ADC converts the
+#: pre-activation and outputs ``act(level)`` through its code-to-value table;
+#: a ReLU's range starts at 0 (so the table is the identity), any other
+#: activation's range at the calibration minimum. GELU is the exact (erf) form,
+#: as in BERT and DistilBERT.
+ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "identity": lambda x: x,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+}
 
 
 class NLADCActivation(nnx.Module):
@@ -161,18 +172,38 @@ class NLADCActivation(nnx.Module):
             return act(z)
         key = self.rngs.adc() if self.adc_cfg.noise_sigma else None
         chip = jax.random.wrap_key_data(self.chip_key[...]) if self.adc_cfg.needs_chip_key else None
-        return nl_adc(z, self.nl_levels(), cfg=self.adc_cfg, key=key, chip_key=chip, ste=self.ste)
+        out = nl_adc(z, self.nl_levels(), cfg=self.adc_cfg, key=key, chip_key=chip, ste=self.ste)
+        return out if self.activation == "relu" else act(out)
 
 
 class _IMCLayer(nnx.Module):
     """Shared plumbing: the conversion module and the mode-dependent path."""
 
-    def _init_common(self, quant: IMCConfig | None, activation: str, learn_levels: bool, rngs: nnx.Rngs):
+    def _init_common(self, quant: IMCConfig | None, activation: str, learn_levels: bool, rngs: nnx.Rngs,
+                     bn_features: int | None = None, bn_eps: float = 1e-5, bn_momentum: float = 0.9):
         if quant is not None and not isinstance(quant, IMCConfig):
             raise ValueError(f"quant: expected an IMCConfig or None, got {type(quant).__name__}")
         self.quant = quant
         cfg = quant or IMCConfig()
         self.adc = NLADCActivation(bits=cfg.adc_bits, activation=activation, adc=cfg.adc, ste=cfg.ste, learn=learn_levels, rngs=rngs)
+        # A BatchNorm after the product (conv -> BN -> act). In float mode it runs
+        # as usual (batch statistics when training); on the crossbar it is
+        # folded into the weights and bias with its running statistics, as a
+        # deployed chip stores it.
+        self.bn = nnx.BatchNorm(bn_features, epsilon=bn_eps, momentum=bn_momentum, rngs=rngs) if bn_features else None
+
+    def _folded(self, w, b):
+        """Weights and bias with the BatchNorm folded in (running statistics)."""
+        if self.bn is None:
+            return w, b
+        bn = self.bn
+        s = bn.scale[...] * jax.lax.rsqrt(bn.var[...] + bn.epsilon)
+        b0 = jnp.zeros_like(bn.mean[...]) if b is None else b
+        return w * s, (b0 - bn.mean[...]) * s + bn.bias[...]
+
+    def _post(self, z):
+        """Float-path BatchNorm."""
+        return z if self.bn is None else self.bn(z)
 
     def _finish(self, z_float, z_imc):
         """Applies the conversion for the current mode."""
@@ -200,18 +231,21 @@ class IMCDense(_IMCLayer):
     Args:
       in_features, out_features: sizes (``out_features`` crossbar columns).
       quant: crossbar config; None keeps the layer digital (float) in every mode.
-      activation: ``"relu"`` or ``"identity"``.
+      activation: ``"relu"``, ``"identity"`` or ``"gelu"``.
       use_bias: add a bias (an always-on analog row in fused mode).
       learn_levels: train the NL-ADC levels.
+      use_bn: a BatchNorm after the product (``bn_eps``; ``bn_momentum`` in
+        Flax's convention, 1 - PyTorch's), folded into the crossbar weights.
       rngs: streams ``params``, ``adc``, ``chip``.
     """
 
     def __init__(self, in_features: int, out_features: int, *, quant: IMCConfig | None = None, activation: str = "relu",
-                 use_bias: bool = True, learn_levels: bool = False, rngs: nnx.Rngs):
+                 use_bias: bool = True, learn_levels: bool = False, use_bn: bool = False, bn_eps: float = 1e-5,
+                 bn_momentum: float = 0.9, rngs: nnx.Rngs):
         init = nnx.initializers.lecun_normal()
         self.kernel = nnx.Param(init(rngs.params(), (in_features, out_features)))
         self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
-        self._init_common(quant, activation, learn_levels, rngs)
+        self._init_common(quant, activation, learn_levels, rngs, out_features if use_bn else None, bn_eps, bn_momentum)
 
     def __call__(self, x):
         w = self.kernel[...]
@@ -219,11 +253,12 @@ class IMCDense(_IMCLayer):
 
         def z_float():
             z = x @ w
-            return z if b is None else z + b
+            return self._post(z if b is None else z + b)
 
         def z_imc():
             key, chip = self._psum_keys()
-            return imc_dense(x, w, b, cfg=self.quant, key=key, chip_key=chip)
+            wf, bf = self._folded(w, b)
+            return imc_dense(x, wf, bf, cfg=self.quant, key=key, chip_key=chip)
 
         return self._finish(z_float, z_imc)
 
@@ -234,19 +269,20 @@ class IMCConv(_IMCLayer):
     Args:
       in_features, out_features: channels.
       kernel_size: ``(kh, kw)``; strides; padding: as in `jax.lax.conv_general_dilated`.
-      quant, activation, use_bias, learn_levels, rngs: as in `IMCDense`.
+      quant, activation, use_bias, learn_levels, use_bn, bn_eps, bn_momentum, rngs: as in `IMCDense`.
     """
 
     def __init__(self, in_features: int, out_features: int, kernel_size=(3, 3), *, strides=(1, 1), padding="SAME",
                  quant: IMCConfig | None = None, activation: str = "relu", use_bias: bool = True,
-                 learn_levels: bool = False, rngs: nnx.Rngs):
+                 learn_levels: bool = False, use_bn: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.9,
+                 rngs: nnx.Rngs):
         kh, kw = kernel_size
         init = nnx.initializers.lecun_normal()
         self.kernel = nnx.Param(init(rngs.params(), (kh, kw, in_features, out_features)))
         self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
         self.strides = tuple(strides)
         self.padding = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
-        self._init_common(quant, activation, learn_levels, rngs)
+        self._init_common(quant, activation, learn_levels, rngs, out_features if use_bn else None, bn_eps, bn_momentum)
 
     def __call__(self, x):
         w = self.kernel[...]
@@ -254,10 +290,49 @@ class IMCConv(_IMCLayer):
 
         def z_float():
             z = jax.lax.conv_general_dilated(x, w, self.strides, self.padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            return z if b is None else z + b
+            return self._post(z if b is None else z + b)
 
         def z_imc():
             key, chip = self._psum_keys()
-            return imc_conv(x, w, b, strides=self.strides, padding=self.padding, cfg=self.quant, key=key, chip_key=chip)
+            wf, bf = self._folded(w, b)
+            return imc_conv(x, wf, bf, strides=self.strides, padding=self.padding, cfg=self.quant, key=key, chip_key=chip)
+
+        return self._finish(z_float, z_imc)
+
+
+class IMCMatmul(_IMCLayer):
+    """A product of two activations on a crossbar: ``convert(a @ b)``.
+
+    For attention's score (``Q K^T``) and context (``P V``) products: ``b`` is
+    written into the array at ``w_bits`` and ``a`` applied by the DAC at
+    ``in_bits``, both with per-tensor symmetric scales (``a`` unsigned when
+    ``input_signed=False``, e.g. softmax probabilities). These products are
+    always converted once per output (``fused``): a ``partial_sum`` config is
+    applied in fused mode, because per-tile conversion of dynamically written
+    operands is not modelled.
+
+    Args:
+      quant: crossbar config, or None for a digital product.
+      activation: conversion activation (default ``"identity"``).
+      learn_levels, rngs: as in `IMCDense`.
+    """
+
+    def __init__(self, *, quant: IMCConfig | None = None, activation: str = "identity", learn_levels: bool = False,
+                 rngs: nnx.Rngs):
+        if quant is not None and quant.mode != "fused":
+            quant = dataclasses.replace(quant, mode="fused")
+        self._init_common(quant, activation, learn_levels, rngs)
+
+    def __call__(self, a, b):
+        """``a: [..., M, K]``, ``b: [..., K, N]`` -> ``[..., M, N]``."""
+
+        def z_float():
+            return a @ b
+
+        def z_imc():
+            q = self.quant
+            a_int, sa = quantize_inputs(a, q.in_bits, q.input_signed)
+            b_int, sb = quantize_inputs(b, max(q.w_bits, 2), True)
+            return (a_int @ b_int) * (sa * sb)
 
         return self._finish(z_float, z_imc)
