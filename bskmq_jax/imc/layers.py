@@ -78,6 +78,7 @@ ACTIVATIONS = {
     "relu": jax.nn.relu,
     "identity": lambda x: x,
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "tanh": jnp.tanh,
 }
 
 
@@ -231,7 +232,7 @@ class IMCDense(_IMCLayer):
     Args:
       in_features, out_features: sizes (``out_features`` crossbar columns).
       quant: crossbar config; None keeps the layer digital (float) in every mode.
-      activation: ``"relu"``, ``"identity"`` or ``"gelu"``.
+      activation: ``"relu"``, ``"identity"``, ``"gelu"`` or ``"tanh"``.
       use_bias: add a bias (an always-on analog row in fused mode).
       learn_levels: train the NL-ADC levels.
       use_bn: a BatchNorm after the product (``bn_eps``; ``bn_momentum`` in
