@@ -1,0 +1,230 @@
+"""Post-training quantization: calibrate once, fit every method, evaluate, report.
+
+The pipeline, for a model built with IMC layers (`bskmq_jax.models`):
+
+1. `calibrate`: one streaming pass over calibration batches in
+   ``QuantMode.CALIBRATE`` fills each layer's `CalibrationStats` (memory
+   independent of the number of batches).
+2. `adc_ranges` + `fit_all`: the ADC range of each layer from its statistics
+   (``lo = 0`` for a ReLU layer, else a low percentile; ``hi`` a high
+   percentile, the observed maximum by default), then every layer of a method
+   and bit width in one vmapped `fit_levels_from_stats` call.
+3. `run` / the task's metrics: quantized forwards (the jitted forward is
+   compiled once; levels are state, not constants) against the float model.
+4. `layer_errors`: per-layer error of every level set on held-out statistics
+   (a calibration pass over the evaluation data), with every `quant_error`
+   metric.
+
+Calibration and evaluation data are disjoint; results record both sources.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from bskmq_jax.imc.control import collect_stats, load_levels, reset_stats, set_mode
+from bskmq_jax.imc.layers import QuantMode
+from bskmq_jax.levels import NLLevels
+from bskmq_jax.metrics import quant_error_from_stats
+from bskmq_jax.quantizers._common import weighted_quantiles
+from bskmq_jax.stats import CalibrationStats, fit_levels_from_stats, points_from_stats
+
+__all__ = [
+    "calibrate",
+    "stack_stats",
+    "adc_ranges",
+    "fit_all",
+    "layer_errors",
+    "run",
+    "Classification",
+    "SentenceFidelity",
+]
+
+
+def _progress(it, desc: str, total: int | None, enabled: bool):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, desc=desc, total=total, leave=False, disable=None)
+
+
+def calibrate(model: nnx.Module, batches: Iterable[dict], forward: Callable, *, progress: bool = True) -> dict[str, CalibrationStats]:
+    """Fills every IMC layer's statistics from one pass over ``batches``.
+
+    Args:
+      model: a model with IMC layers (put in eval mode here).
+      batches: calibration batches.
+      forward: ``forward(model, batch)``; jitted once here.
+      progress: show a progress bar.
+
+    Returns:
+      ``{dotted layer name: CalibrationStats}``.
+    """
+    model.eval()
+    reset_stats(model)
+    set_mode(model, QuantMode.CALIBRATE)
+    step = nnx.jit(forward)
+    for batch in _progress(batches, "calibrate", len(batches) if hasattr(batches, "__len__") else None, progress):
+        jax.block_until_ready(step(model, batch))
+    stats = collect_stats(model)
+    if not stats:
+        raise ValueError("calibrate: no IMC layer saw data; check that the batches are not empty and the model has quantized layers")
+    return stats
+
+
+def stack_stats(stats: list[CalibrationStats]) -> CalibrationStats:
+    """Concatenates single- or multi-layer statistics along the layer axis."""
+    first = stats[0]
+    for s in stats[1:]:
+        if (s.bins, s.boundary_tol) != (first.bins, first.boundary_tol):
+            raise ValueError("stats: layers were calibrated with different bins or boundary_tol and cannot be fitted together")
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *stats)
+
+
+def adc_ranges(stats: dict[str, CalibrationStats], *, clip_percentile: float = 100.0) -> dict[str, tuple[float, float]]:
+    """The ADC input range of each layer from its calibration statistics.
+
+    ``lo`` is the statistics' range start when it is 0 (a ReLU layer: the ADC
+    folds the ReLU), else the ``100 - clip_percentile`` percentile; ``hi`` is
+    the ``clip_percentile`` percentile (100: the largest value seen).
+    """
+    if not 50.0 < clip_percentile <= 100.0:
+        raise ValueError(f"clip_percentile: {clip_percentile} must be in (50, 100]")
+    out = {}
+    for name, s in stats.items():
+        pts = jax.tree_util.tree_map(lambda a: a[0], points_from_stats(s, s.lo, s.hi, clamp=False))
+        if clip_percentile == 100.0:
+            lo_q, hi_q = float(s.min[0]), float(s.max[0])
+        else:
+            q = jnp.array([1.0 - clip_percentile / 100.0, clip_percentile / 100.0], jnp.float32)
+            lo_q, hi_q = (float(v) for v in weighted_quantiles(pts, q))
+        lo = 0.0 if float(s.lo[0]) == 0.0 else lo_q
+        hi = max(hi_q, lo + 1e-6)
+        out[name] = (lo, hi)
+    return out
+
+
+def fit_all(stats: dict[str, CalibrationStats], methods: Iterable[str], bits: Iterable[int], *,
+            ranges: dict[str, tuple[float, float]] | None = None, key=None, progress: bool = True,
+            **options) -> dict[str, dict[int, dict[str, NLLevels]]]:
+    """Fits every layer for every method and bit width.
+
+    All layers of one (method, bits) are fitted in one vmapped call.
+
+    Args:
+      stats: ``{layer: CalibrationStats}`` from `calibrate`.
+      methods, bits: what to fit.
+      ranges: ``{layer: (lo, hi)}`` (default: `adc_ranges` with 100%).
+      key: PRNG key for k-means seeding.
+      progress: show a progress bar.
+      **options: passed to `fit_levels_from_stats` (e.g. ``mode=`` for bs_kmq).
+
+    Returns:
+      ``{method: {bits: {layer: NLLevels}}}``.
+    """
+    names = list(stats)
+    ranges = ranges or adc_ranges(stats)
+    stacked = stack_stats([stats[n] for n in names])
+    lo = jnp.asarray([ranges[n][0] for n in names], jnp.float32)
+    hi = jnp.asarray([ranges[n][1] for n in names], jnp.float32)
+    methods, bits = list(methods), list(bits)
+    out: dict = {}
+    jobs = [(m, b) for m in methods for b in bits]
+    for m, b in _progress(jobs, "fit", len(jobs), progress):
+        opts = {k: v for k, v in options.items() if k in _method_options(m)}
+        nl = fit_levels_from_stats(stacked, method=m, bits=b, lo=lo, hi=hi, key=key, **opts)
+        out.setdefault(m, {})[b] = {n: nl[i] for i, n in enumerate(names)}
+    return out
+
+
+def _method_options(method: str) -> set[str]:
+    from bskmq_jax.quantizers import METHODS, FitConfig
+
+    return {f.name for f in dataclasses.fields(METHODS[method].config)} | {f.name for f in dataclasses.fields(FitConfig)}
+
+
+def layer_errors(stats: dict[str, CalibrationStats], levels: dict[str, NLLevels]) -> dict[str, dict]:
+    """Per-layer `quant_error` metrics of ``levels`` on ``stats`` (e.g. held-out statistics)."""
+    out = {}
+    for n, nl in levels.items():
+        if n in stats:
+            one = jax.tree_util.tree_map(lambda a: a[None], nl)  # batch shape (1,), like the stats
+            out[n] = {k: v[0] for k, v in quant_error_from_stats(stats[n], one).as_dict().items()}
+    return out
+
+
+def run(model: nnx.Module, batches: Iterable[dict], step: Callable, *, levels: dict[str, NLLevels] | None = None,
+        progress: bool = True, desc: str = "evaluate") -> list:
+    """Runs ``step(model, batch)`` over ``batches`` in float (``levels=None``) or quantized mode.
+
+    ``step`` should be jitted once by the caller (e.g. ``nnx.jit``) so every
+    level set reuses one compiled program.
+
+    Returns:
+      the list of per-batch outputs as numpy arrays.
+    """
+    model.eval()
+    if levels is None:
+        set_mode(model, QuantMode.FLOAT)
+    else:
+        load_levels(model, levels)
+        set_mode(model, QuantMode.QUANTIZED)
+    outs = []
+    for batch in _progress(batches, desc, len(batches) if hasattr(batches, "__len__") else None, progress):
+        outs.append(jax.tree_util.tree_map(np.asarray, step(model, batch)))
+    return outs
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+    """Image classification: top-1 and top-5 accuracy from logits.
+
+    ``step`` returns the top-5 class indices per example (small to keep).
+    """
+
+    def step(self, model, batch):
+        logits = model(batch["image"])
+        return jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+
+    def metrics(self, outputs: list, batches, reference: list | None = None) -> dict:
+        top = np.concatenate(outputs)
+        labels = np.concatenate([b["label"] for b in batches])
+        return {"top1": float(np.mean(top[:, 0] == labels)), "top5": float(np.mean(np.any(top == labels[:, None], axis=1)))}
+
+
+@dataclasses.dataclass(frozen=True)
+class SentenceFidelity:
+    """Sentence-embedding fidelity against the float model.
+
+    ``embed(model, batch) -> [B, H]`` normalized embeddings. Metrics: mean
+    cosine between float and quantized embeddings of each sentence, and the
+    Spearman correlation between the float and quantized pairwise-similarity
+    matrices (upper triangles).
+    """
+
+    embed: Callable
+
+    def step(self, model, batch):
+        return self.embed(model, batch)
+
+    def metrics(self, outputs: list, batches, reference: list | None = None) -> dict:
+        q = np.concatenate(outputs)
+        if reference is None:
+            return {"cosine": 1.0, "spearman": 1.0}
+        f = np.concatenate(reference)
+        cos = np.sum(q * f, axis=1) / (np.linalg.norm(q, axis=1) * np.linalg.norm(f, axis=1) + 1e-12)
+        iu = np.triu_indices(len(f), 1)
+        return {"cosine": float(np.mean(cos)), "spearman": _spearman((f @ f.T)[iu], (q @ q.T)[iu])}
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra = np.argsort(np.argsort(a)).astype(np.float64)
+    rb = np.argsort(np.argsort(b)).astype(np.float64)
+    return float(np.corrcoef(ra, rb)[0, 1])
