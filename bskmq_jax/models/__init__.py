@@ -88,7 +88,10 @@ def load_checkpoint(model: nnx.Module, checkpoint, *, strict: bool = True) -> nn
         not fit (all listed at once; nothing is written then).
     """
     state = read_safetensors(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else dict(checkpoint)
-    load_state_dict(model, {k: np.asarray(v) for k, v in state.items()}, model.reference_rules(), strict=strict)
+    # A model may adapt its rules to the file (e.g. Hugging Face keys saved
+    # with or without a "bert." prefix); otherwise its fixed reference rules.
+    rules = model.checkpoint_rules(state) if hasattr(model, "checkpoint_rules") else model.reference_rules()
+    load_state_dict(model, {k: np.asarray(v) for k, v in state.items()}, rules, strict=strict)
     return model
 
 
