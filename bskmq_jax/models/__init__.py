@@ -4,11 +4,11 @@
 
 | name | reference | variants (keyword arguments) |
 |---|---|---|
-| ``resnet18`` | torchvision ``resnet18`` | ``stem="imagenet"|"cifar"``, ``width`` multiplier |
-| ``vgg16`` / ``vgg16_bn`` | torchvision ``vgg16`` / ``vgg16_bn`` | ``width``, ``reduced`` (small CPU variant) |
-| ``inception_v3`` | torchvision ``inception_v3`` (aux logits) | ``aux_logits`` |
-| ``distilbert`` | Hugging Face ``DistilBertModel`` | layer/width sizes; a classifier head when ``num_classes`` |
-| ``bert`` | Hugging Face ``BertModel`` (token types, pooler) | layer/width sizes; a classifier head when ``num_classes`` |
+| ``resnet18`` | torchvision ``resnet18`` | ``stem="imagenet"|"cifar"``, ``width`` multiplier, ``in_channels`` |
+| ``vgg16`` / ``vgg16_bn`` | torchvision ``vgg16`` / ``vgg16_bn`` | ``width``, ``classifier_width``, ``pool_size``, ``in_channels``, ``dropout`` |
+| ``inception_v3`` | torchvision ``inception_v3`` (aux logits) | ``aux_logits``, ``transform_input``, ``dropout`` |
+| ``distilbert`` | Hugging Face ``DistilBertModel`` | ``size="base"|"small"``, layer/width sizes; a classifier head when ``num_classes`` |
+| ``bert`` | Hugging Face ``BertModel`` (token types, pooler) | ``size="base"|"small"``, layer/width sizes, ``pooler``; a classifier head when ``num_classes`` |
 
 Every model follows one contract:
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import os
 from typing import Callable, Iterable, Mapping
 
@@ -113,8 +114,11 @@ def variables_by_path(model: nnx.Module) -> dict[tuple, nnx.Variable]:
 
 
 def param_count(model: nnx.Module) -> int:
-    """Number of trainable parameters (`nnx.Param`), as torch counts ``parameters()``."""
-    return int(sum(np.size(v[...]) for v in variables_by_path(model).values() if isinstance(v, nnx.Param)))
+    """Number of trainable parameters (`nnx.Param`), as torch counts ``parameters()``.
+
+    Works on abstract models from `nnx.eval_shape` too (shapes only).
+    """
+    return int(sum(math.prod(v.get_value().shape) for v in variables_by_path(model).values() if isinstance(v, nnx.Param)))
 
 
 def _path_str(path) -> str:
