@@ -126,7 +126,7 @@ def test_cli_sweep_with_accuracy(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, match",
     [
-        (["hardware", "system", "--model", "vgg16"], "models issue"),
+        (["hardware", "system", "--model", "alexnet"], "unknown model 'alexnet'"),
         (["hardware", "system", "--adc", "pipelined"], "unknown ADC type"),
         (["hardware", "system", "--config", "6/2"], "--config"),
         (["hardware", "system", "--config", "6/2/9"], "outside 1..8"),

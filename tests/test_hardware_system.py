@@ -179,9 +179,23 @@ def test_resnet18_parameter_count_matches_torchvision():
     assert weights + bn + 1000 == 11_689_512  # + fc bias
 
 
-def test_unknown_network_points_to_models_issue():
-    with pytest.raises(ValueError, match="models issue"):
-        network_shapes("vgg16")
+def test_unknown_network_lists_known_models():
+    with pytest.raises(ValueError, match="known models are"):
+        network_shapes("alexnet")
+
+
+def test_shapes_read_off_the_real_models():
+    # The real NNX ResNet-18 and the independent architecture table agree layer by layer.
+    real = {(s.name, s.kind, s.rows, s.cols, s.positions) for s in network_shapes("resnet18")}
+    table = {(s.name, s.kind, s.rows, s.cols, s.positions) for s in resnet18_imagenet_shapes()}
+    assert real == table
+    bert = network_shapes("distilbert", size=32)
+    names = [s.name for s in bert]
+    assert names[:2] == ["transformer.layer.0.attention.q_lin", "transformer.layer.0.attention.k_lin"]
+    score = next(s for s in bert if s.name == "transformer.layer.0.attention.score")
+    assert (score.kind, score.rows, score.cols, score.positions) == ("matmul", 64, 32, 12 * 32)
+    lin1 = next(s for s in bert if s.name == "transformer.layer.0.ffn.lin1")
+    assert (lin1.rows, lin1.cols, lin1.positions) == (768, 3072, 32)
 
 
 # ---- baselines ------------------------------------------------------------

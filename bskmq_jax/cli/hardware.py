@@ -62,7 +62,8 @@ def add_parser(sub) -> None:
 
 
 def _system_flags(p) -> None:
-    p.add_argument("--model", default="resnet18", help="network with built-in layer shapes (default resnet18)")
+    p.add_argument("--model", default="resnet18", help="model whose real layer shapes are mapped: resnet18, vgg16, vgg16_bn, inception_v3, distilbert, bert (default resnet18)")
+    p.add_argument("--input-size", type=int, default=None, help="image side or sequence length of the traced input (default: 224, 299 for inception_v3, 128 tokens)")
     p.add_argument("--config", default="6/2/3", help="input/weight/ADC bits (default 6/2/3, the seed's)")
     p.add_argument("--adc", default="nl_inmem", help="ADC form of the chip under study (default nl_inmem)")
     p.add_argument("--rows", type=int, default=128, help="array rows (default 128)")
@@ -155,7 +156,7 @@ def run_system(args) -> int:
     from bskmq_jax.hardware.networks import network_shapes
     from bskmq_jax.hardware.system import ENERGY_PARTS
 
-    layers = network_shapes(args.model)
+    layers = network_shapes(args.model, size=getattr(args, 'input_size', None))
     chip = _chip(args)
     names = [n.strip() for n in args.baseline.split(",") if n.strip()]
     baselines = build_chips(chip, names, linear_bits=args.linear_bits, linear_adc=args.linear_adc)
@@ -196,7 +197,7 @@ def run_sweep(args) -> int:
     from bskmq_jax.hardware.sweep import run_sweep as sweep_fn
 
     accuracy = load_accuracy(args.accuracy) if args.accuracy else None  # validate inputs before any work
-    layers = network_shapes(args.model)
+    layers = network_shapes(args.model, size=getattr(args, 'input_size', None))
     chip = _chip(args)
     sw = sweep_fn(layers, chip)
     r, g = sw["results"], sw["grid"]

@@ -1,10 +1,9 @@
 """Layer shape tables of networks, generated from their architectures.
 
 The system model needs only each layer's matrix-product shape
-(`LayerShape`). Until the models issue adds the networks themselves (and
-their layers can be read off the model objects), this module holds one
-built-in table: torchvision's ResNet-18 at 224 x 224, generated from the
-architecture below rather than typed in.
+(`LayerShape`). `network_shapes` reads them off the real NNX models; this
+module also keeps torchvision's ResNet-18 at 224 x 224 generated from the
+architecture below, as an independent check of the model-derived shapes.
 
 torchvision ResNet-18: conv1 7x7/2 (3 -> 64), BN, ReLU, maxpool 3x3/2;
 layer1..layer4 of two BasicBlocks each (3x3 convs; the first block of
@@ -55,14 +54,15 @@ def resnet18_imagenet_shapes(image_size: int = 224, num_classes: int = 1000) -> 
     return layers
 
 
-NETWORKS = {"resnet18": resnet18_imagenet_shapes}
+def network_shapes(name: str, *, size: int | None = None) -> list[LayerShape]:
+    """The layer shapes of a network, read off the real model (`from_model.model_shapes`).
 
+    ``resnet18_imagenet_shapes`` above is kept as an independent derivation
+    from the architecture; the tests check that both agree.
 
-def network_shapes(name: str) -> list[LayerShape]:
-    """The built-in shape table of a network, or ValueError for networks not built in yet."""
-    if name not in NETWORKS:
-        raise ValueError(
-            f"--model: no layer shapes for {name!r}; built in: {', '.join(NETWORKS)}. "
-            "The models issue will add the other networks (VGG-16, Inception-V3, DistilBERT)"
-        )
-    return NETWORKS[name]()
+    Raises:
+      ValueError: for a model that bskmq_jax.models does not have.
+    """
+    from bskmq_jax.hardware.from_model import model_shapes
+
+    return model_shapes(name, size=size)

@@ -21,6 +21,7 @@ keyed by the layer's dotted name (e.g. ``"layer1.0.conv2"``).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 
 import jax
@@ -177,6 +178,23 @@ class NLADCActivation(nnx.Module):
         return out if self.activation == "relu" else act(out)
 
 
+# While `record_shapes` is active, every IMC layer call appends
+# (layer, fan_in, output shape) here; used to read real layer shapes off a
+# model (e.g. for the hardware model) with an abstract trace.
+_SHAPE_LOG: list | None = None
+
+
+@contextlib.contextmanager
+def record_shapes():
+    """Collects ``(layer, fan_in, output_shape)`` for every IMC layer call inside."""
+    global _SHAPE_LOG
+    prev, _SHAPE_LOG = _SHAPE_LOG, []
+    try:
+        yield _SHAPE_LOG
+    finally:
+        _SHAPE_LOG = prev
+
+
 class _IMCLayer(nnx.Module):
     """Shared plumbing: the conversion module and the mode-dependent path."""
 
@@ -206,8 +224,10 @@ class _IMCLayer(nnx.Module):
         """Float-path BatchNorm."""
         return z if self.bn is None else self.bn(z)
 
-    def _finish(self, z_float, z_imc):
+    def _finish(self, z_float, z_imc, fan_in: int | None = None):
         """Applies the conversion for the current mode."""
+        if _SHAPE_LOG is not None:
+            _SHAPE_LOG.append((self, fan_in, tuple(jax.eval_shape(z_float).shape)))
         mode = self.adc.mode
         if mode is QuantMode.FLOAT or self.quant is None:
             return ACTIVATIONS[self.adc.activation](z_float())
@@ -261,7 +281,7 @@ class IMCDense(_IMCLayer):
             wf, bf = self._folded(w, b)
             return imc_dense(x, wf, bf, cfg=self.quant, key=key, chip_key=chip)
 
-        return self._finish(z_float, z_imc)
+        return self._finish(z_float, z_imc, w.shape[0])
 
 
 class IMCConv(_IMCLayer):
@@ -298,7 +318,7 @@ class IMCConv(_IMCLayer):
             wf, bf = self._folded(w, b)
             return imc_conv(x, wf, bf, strides=self.strides, padding=self.padding, cfg=self.quant, key=key, chip_key=chip)
 
-        return self._finish(z_float, z_imc)
+        return self._finish(z_float, z_imc, w.shape[0] * w.shape[1] * w.shape[2])
 
 
 class IMCMatmul(_IMCLayer):
@@ -336,4 +356,4 @@ class IMCMatmul(_IMCLayer):
             b_int, sb = quantize_inputs(b, max(q.w_bits, 2), True)
             return (a_int @ b_int) * (sa * sb)
 
-        return self._finish(z_float, z_imc)
+        return self._finish(z_float, z_imc, a.shape[-1])
