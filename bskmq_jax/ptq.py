@@ -44,6 +44,7 @@ __all__ = [
     "run",
     "Classification",
     "SentenceFidelity",
+    "sweep",
 ]
 
 
@@ -228,3 +229,61 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra = np.argsort(np.argsort(a)).astype(np.float64)
     rb = np.argsort(np.argsort(b)).astype(np.float64)
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def sweep(model: nnx.Module, task, calib_sets: list, eval_batches, *, methods: Iterable[str], bits: Iterable[int],
+          clip_percentile: float = 100.0, seed: int = 0, progress: bool = True, **options) -> dict:
+    """The full PTQ comparison: float baseline, then every method and bit width.
+
+    For each calibration set (one per seed), calibrate, fit every method and
+    bit width, and evaluate on ``eval_batches``; metrics are reported as mean
+    and standard deviation over the sets. Per-layer errors are measured on
+    held-out statistics (a calibration pass over ``eval_batches``) for the
+    first set's levels.
+
+    Args:
+      model: model with IMC layers.
+      task: `Classification` or `SentenceFidelity`.
+      calib_sets: calibration batch streams, one per seed (disjoint from eval).
+      eval_batches: evaluation batches.
+      methods, bits: the grid.
+      clip_percentile: ADC range policy (`adc_ranges`).
+      seed: base PRNG seed for k-means seeding (set ``i`` uses ``seed + i``).
+      progress: progress bars.
+      **options: fitting options (e.g. ``mode=`` for bs_kmq).
+
+    Returns:
+      ``{"float": metrics, "results": {method: {bits: {"mean": .., "std": ..,
+      "per_seed": [..], "layers": {layer: error metrics}}}}, "ranges": ..}``.
+    """
+    methods, bits = list(methods), list(bits)
+    step = nnx.jit(task.step)
+    float_out = run(model, eval_batches, step, progress=progress, desc="float")
+    float_metrics = task.metrics(float_out, eval_batches)
+    held_out = calibrate(model, eval_batches, lambda m, b: task.step(m, b), progress=False)
+    per = {m: {b: [] for b in bits} for m in methods}
+    layers, ranges0 = {}, None
+    for i, calib in enumerate(calib_sets):
+        stats = calibrate(model, calib, lambda m, b: task.step(m, b), progress=progress)
+        ranges = adc_ranges(stats, clip_percentile=clip_percentile)
+        ranges0 = ranges0 or ranges
+        fits = fit_all(stats, methods, bits, ranges=ranges, key=jax.random.key(seed + i), progress=progress, **options)
+        for m in methods:
+            for b in bits:
+                out = run(model, eval_batches, step, levels=fits[m][b], progress=False)
+                per[m][b].append(task.metrics(out, eval_batches, reference=float_out))
+                if i == 0:
+                    layers.setdefault(m, {})[b] = layer_errors(held_out, fits[m][b])
+    set_mode(model, QuantMode.FLOAT)
+    results = {}
+    for m in methods:
+        for b in bits:
+            keys = per[m][b][0].keys()
+            results.setdefault(m, {})[b] = {
+                "mean": {k: float(np.mean([r[k] for r in per[m][b]])) for k in keys},
+                "std": {k: float(np.std([r[k] for r in per[m][b]])) for k in keys},
+                "per_seed": per[m][b],
+                "layers": layers[m][b],
+            }
+    return {"float": float_metrics, "results": results, "ranges": {k: list(v) for k, v in ranges0.items()},
+            "calibration_sets": len(calib_sets)}

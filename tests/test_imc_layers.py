@@ -93,8 +93,10 @@ def test_mode_and_level_errors(x):
         imc.set_mode(m, "int8")
     with pytest.raises(ValueError, match=r"unknown layer name\(s\) \['conv9'\]"):
         imc.load_levels(m, {"conv9": bq.NLLevels.from_levels(jnp.linspace(0, 1, 8))})
-    with pytest.raises(ValueError, match="conv1: levels: 2-bit"):
-        imc.load_levels(m, {"conv1": bq.NLLevels.from_levels(jnp.linspace(0, 1, 4))})
+    with pytest.raises(ValueError, match="conv1: levels: expected one layer"):
+        imc.load_levels(m, {"conv1": bq.NLLevels.from_levels(jnp.linspace(0, 1, 8)[None].repeat(2, 0))})
+    imc.load_levels(m, {"conv1": bq.NLLevels.from_levels(jnp.linspace(0, 1, 4))})  # reconfigurable: 3 -> 2 bits
+    assert m.conv1.adc.bits == 2 and m.conv1.adc.levels[...].shape == (4,)
     with pytest.raises(ValueError, match="no IMC layers"):
         imc.set_mode(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), "float")
     with pytest.raises(ValueError, match="activation"):

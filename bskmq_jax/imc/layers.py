@@ -138,14 +138,18 @@ class NLADCActivation(nnx.Module):
         return NLLevels(self.levels[...], self.thresholds[...], self.lo[...], self.hi[...], method="layer", bits=self.bits)
 
     def set_levels(self, nl: NLLevels) -> None:
-        """Programs fitted levels (batch shape ``()`` or ``(1,)``)."""
-        if nl.bits != self.bits:
-            raise ValueError(f"levels: {nl.bits}-bit levels do not fit this {self.bits}-bit NL-ADC")
+        """Programs fitted levels (batch shape ``()`` or ``(1,)``).
+
+        The in-memory NL-ADC is reconfigurable, so levels of another bit
+        width reprogram its resolution (a jitted forward retraces once for a
+        new width).
+        """
         squeeze = (lambda a: a.reshape(a.shape[1:])) if nl.batch_shape == (1,) else (lambda a: a)
         if nl.batch_shape not in ((), (1,)):
             raise ValueError(f"levels: expected one layer's levels, got batch shape {nl.batch_shape}")
-        self.levels[...] = squeeze(nl.levels).astype(jnp.float32)
-        self.thresholds[...] = squeeze(nl.thresholds).astype(jnp.float32)
+        self.bits = nl.bits
+        self.levels.set_value(squeeze(nl.levels).astype(jnp.float32))
+        self.thresholds.set_value(squeeze(nl.thresholds).astype(jnp.float32))
         self.lo[...] = squeeze(nl.lo).astype(jnp.float32)
         self.hi[...] = squeeze(nl.hi).astype(jnp.float32)
         self.fitted = True
