@@ -3,8 +3,8 @@
 Examples::
 
     bskmq hardware adc --bits 3,4,5
-    bskmq hardware system --model resnet18 --config 6/2/3 --adc nl_inmem --baseline isaac,neurosim,same_chip
-    bskmq hardware sweep --model resnet18 --config 6/2/3 [--accuracy ptq.json]
+    bskmq hardware system --model resnet18 --config 6/2/3 --adc nl_inmem --baseline isaac,neurosim,same_chip [--ptq DIR]
+    bskmq hardware sweep --model resnet18 --config 6/2/3 [--accuracy DIR | results.json | accuracy.json]
 
 Each writes ``results.json``, ``results.md`` and PNGs to ``--out``
 (default ``results/hardware/<subcommand>``). Formulas and sources:
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 
@@ -50,13 +51,20 @@ def add_parser(sub) -> None:
                       description="Layer-by-layer latency, energy and area against ISAAC-like, NeuroSim-like and linear baselines.")
     _system_flags(s)
     s.add_argument("--baseline", default="isaac,neurosim,same_chip", help="comma-separated: isaac, neurosim, same_chip")
+    s.add_argument("--ptq", default=None, metavar="DIR_OR_JSON",
+                   help="PTQ results (bskmq ptq --out DIR, or its results.json): the NeuroSim-like bits become the smallest "
+                        "linear bits that match bs_kmq at the chip's ADC bits")
+    s.add_argument("--match-tolerance", type=float, default=0.005,
+                   help="accepted shortfall of linear below bs_kmq, in the metric's units, widened to bs_kmq's seed std "
+                        "(default 0.005 = 0.5 points of a fraction)")
     _common(s, "system")
     s.set_defaults(run=run_system)
 
     w = hs.add_parser("sweep", help="vectorised design-space sweep (>= 10,000 points)",
                       description="Every ADC form x bits x array size x sharing x DAC width x accumulation in one numpy pass.")
     _system_flags(w)
-    w.add_argument("--accuracy", default=None, help="PTQ accuracy JSON {accuracy: {method: {bits: number}}} for a Pareto plot")
+    w.add_argument("--accuracy", default=None,
+                   help="PTQ result directory, its results.json, or a JSON {accuracy: {method: {bits: number}}}, for a Pareto plot")
     _common(w, "sweep")
     w.set_defaults(run=run_sweep)
 
@@ -73,7 +81,8 @@ def _system_flags(p) -> None:
     p.add_argument("--accumulation", default="fused", help="fused or partial_sum (default fused)")
     p.add_argument("--tiles", type=int, default=None, help="chip capacity in tiles (default: as many as needed)")
     p.add_argument("--no-pipeline", dest="pipelined", action="store_false", help="do not overlap reads and conversions")
-    p.add_argument("--linear-bits", type=int, default=6, help="NeuroSim-like baseline ADC bits (default 6; PTQ results will set it)")
+    p.add_argument("--linear-bits", type=int, default=None,
+                   help="NeuroSim-like baseline ADC bits; overrides --ptq (default: from --ptq, else 6)")
     p.add_argument("--linear-adc", default="sar", help="linear ADC of the same-chip baseline and of linear methods (default sar)")
     p.add_argument("--dac-energy-pj", type=float, default=None, help="override the 1-bit row-drive energy at 32 nm (default ISAAC's 0.39 pJ)")
 
@@ -152,14 +161,19 @@ def _totals_table(results: dict) -> str:
 
 def run_system(args) -> int:
     from bskmq_jax import io
+    from bskmq_jax.hardware.accuracy import MatchConfig, resolve_linear_bits
     from bskmq_jax.hardware.baselines import build_chips, compare_chips
     from bskmq_jax.hardware.networks import network_shapes
     from bskmq_jax.hardware.system import ENERGY_PARTS
 
-    layers = network_shapes(args.model, size=getattr(args, 'input_size', None))
     chip = _chip(args)
+    linear = resolve_linear_bits(args.linear_bits, args.ptq, nl_bits=chip.adc.bits, cfg=MatchConfig(tolerance=args.match_tolerance),
+                                 model=args.model, input_bits=chip.input_bits, weight_bits=chip.weight_bits)
     names = [n.strip() for n in args.baseline.split(",") if n.strip()]
-    baselines = build_chips(chip, names, linear_bits=args.linear_bits, linear_adc=args.linear_adc)
+    baselines = build_chips(chip, names, linear_bits=linear["bits"], linear_adc=args.linear_adc)
+    layers = network_shapes(args.model, size=getattr(args, 'input_size', None))
+    for w in linear["warnings"]:
+        print(f"bskmq hardware: warning: {w}", file=sys.stderr)
     res, base, ratios = compare_chips(chip, baselines, layers)
     everything = {"chip": res, **base}
     md = [f"# bskmq hardware system: {args.model}, {args.config}b (input/weight/ADC)\n\n"
@@ -169,6 +183,8 @@ def run_system(args) -> int:
     md.append(io.markdown_table(
         ["baseline", "speedup (model)", "seed speedup", "energy efficiency (model)", "seed energy eff.", "TOPS/mm^2 ratio"],
         [[r["baseline_name"], r["speedup"], "4x", r["energy_efficiency"], "24x", r["tops_per_mm2_ratio"]] for r in ratios]))
+    md.append(f"\nNeuroSim-like ADC bits: {linear['bits']} (source: {linear['source']}; {linear['reason']}).\n")
+    md.extend(f"\nWarning: {w}\n" for w in linear["warnings"])
     md.append("\n## Energy breakdown (uJ)\n\n")
     md.append(io.markdown_table(["chip", *ENERGY_PARTS], [[r.chip.name, *(r.energy_breakdown[k] * 1e6 for k in ENERGY_PARTS)]
                                                          for r in everything.values()]))
@@ -183,7 +199,8 @@ def run_system(args) -> int:
         from bskmq_jax.hardware.plots import breakdown_figure
 
         breakdown_figure(everything, out / "breakdown.png", title=f"{args.model} {args.config}b: energy and area breakdown")
-    _write(args, out, {"chip": res.as_dict(), "baselines": {k: v.as_dict() for k, v in base.items()}, "ratios": ratios}, text)
+    _write(args, out, {"chip": res.as_dict(), "baselines": {k: v.as_dict() for k, v in base.items()}, "ratios": ratios,
+                       "linear_bits": linear}, text)
     return 0
 
 
@@ -197,6 +214,9 @@ def run_sweep(args) -> int:
     from bskmq_jax.hardware.sweep import run_sweep as sweep_fn
 
     accuracy = load_accuracy(args.accuracy) if args.accuracy else None  # validate inputs before any work
+    if accuracy is not None and accuracy["skipped"]:
+        print(f"bskmq hardware: warning: --accuracy: ignored results outside 1..8 ADC bits: {', '.join(accuracy['skipped'])}",
+              file=sys.stderr)
     layers = network_shapes(args.model, size=getattr(args, 'input_size', None))
     chip = _chip(args)
     sw = sweep_fn(layers, chip)
@@ -230,6 +250,8 @@ def run_sweep(args) -> int:
     if accuracy is not None:
         pts = accuracy_energy_points(sw, accuracy, linear_adc=args.linear_adc)
         payload["accuracy_points"] = pts
+        payload["accuracy_source"] = {"path": str(args.accuracy), "format": accuracy["format"], "model": accuracy["model"],
+                                      "metric": accuracy["metric"], "skipped": accuracy["skipped"]}
         md.append("## Accuracy vs energy per method\n\n" + io.markdown_table(
             ["method", "bits", "adc", "accuracy", "energy uJ", "on Pareto front"],
             [[m, p["bits"], p["adc"], p["accuracy"], p["energy_j"] * 1e6, p["on_front"]] for m, ps in pts.items() for p in ps]))

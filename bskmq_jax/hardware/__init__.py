@@ -13,9 +13,11 @@ of its default; formulas and sources are collected in docs/hardware_model.md.
 - `networks`: layer shape tables (ResNet-18 at 224 x 224).
 - `baselines`: ISAAC-like, NeuroSim-like and same-chip-linear baselines and ratios.
 - `sweep`: design-space sweeps, Pareto fronts, PTQ accuracy input.
+- `accuracy`: PTQ results as accuracy input; the linear bits that match the NL-ADC's accuracy.
 - `plots`: figures (imports matplotlib).
 """
 
+from bskmq_jax.hardware.accuracy import MatchConfig, linear_bits_for_accuracy, resolve_linear_bits
 from bskmq_jax.hardware.adc import (
     ADC_KINDS,
     ISAAC_SAR,
@@ -56,6 +58,7 @@ __all__ = [
     "DigitalConfig",
     "DriverConfig",
     "LayerShape",
+    "MatchConfig",
     "SarParams",
     "SystemResult",
     "TechConfig",
@@ -70,6 +73,7 @@ __all__ = [
     "evaluate",
     "evaluate_grid",
     "isaac_like",
+    "linear_bits_for_accuracy",
     "load_accuracy",
     "nl_area_ratios",
     "network_shapes",
@@ -77,6 +81,7 @@ __all__ = [
     "pareto_mask",
     "required_linear_bits",
     "resnet18_imagenet_shapes",
+    "resolve_linear_bits",
     "run_sweep",
     "same_chip_linear",
 ]

@@ -21,6 +21,11 @@ PTQ accuracy enters through a JSON file (`load_accuracy`)::
 one number per quantization method and ADC bit width (keys "1".."8").
 The method named ``linear`` (or starting with ``linear``) runs on a linear
 ADC; every other method on the in-memory NL-ADC.
+
+A PTQ result directory, or its ``results.json`` (``"schema":
+"bskmq.ptq/1"``, `bskmq_jax.results`), is read as well: its ``accuracy``
+block has the same shape and ``metric`` names the headline metric
+(`bskmq_jax.hardware.accuracy.ptq_accuracy`).
 """
 
 from __future__ import annotations
@@ -136,15 +141,23 @@ def best_per_kind_bits(sweep: dict) -> list[dict]:
 
 
 def load_accuracy(path) -> dict:
-    """Reads a PTQ accuracy file (shape in the module docstring).
+    """Reads an accuracy file, a PTQ ``results.json`` or a PTQ directory (formats in the module docstring).
 
     Returns:
-      ``{"model": str|None, "metric": str|None, "accuracy": {method: {bits: float}}}``.
+      ``{"model": str|None, "metric": str|None, "accuracy": {method: {bits: float}},
+      "format": "accuracy" | "ptq", "skipped": ["method@bits", ..]}``; a PTQ
+      input adds ``"std"`` and skips bits outside 1..8 instead of failing.
 
     Raises:
       ValueError: missing, unreadable or malformed file, with the reason.
     """
+    from bskmq_jax.hardware.accuracy import is_ptq_path, load_ptq_accuracy
+
     path = Path(path)
+    if path.exists() and is_ptq_path(path):
+        acc = load_ptq_accuracy(path, flag="--accuracy")
+        acc.pop("spec", None)
+        return {**acc, "format": "ptq"}
     if not path.is_file():
         raise ValueError(f"--accuracy: {path}: no such file")
     try:
@@ -169,7 +182,7 @@ def load_accuracy(path) -> dict:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f'{where}: accuracy["{method}"]["{bk}"] = {v!r} is not a finite number')
             acc[method][b] = float(v)
-    return {"model": data.get("model"), "metric": data.get("metric"), "accuracy": acc}
+    return {"model": data.get("model"), "metric": data.get("metric"), "accuracy": acc, "format": "accuracy", "skipped": []}
 
 
 def accuracy_energy_points(sweep: dict, accuracy: dict, linear_adc: str = "sar") -> dict[str, list[dict]]:
