@@ -30,6 +30,18 @@ def check_bits(bits) -> int:
     return int(bits)
 
 
+def check_bits_list(name: str, bits, lo: int = 1, hi: int = MAX_BITS) -> tuple[int, ...]:
+    """Checks a non-empty list of distinct bit widths in ``lo..hi``; returns it sorted."""
+    if not bits:
+        raise ValueError(f"{name}: at least one bit width is needed")
+    for b in bits:
+        if isinstance(b, bool) or not isinstance(b, numbers.Integral) or not lo <= int(b) <= hi:
+            raise ValueError(f"{name}: {b!r} is not an int in {lo}..{hi}")
+    if len(set(bits)) != len(bits):
+        raise ValueError(f"{name}: repeated bit widths in {list(bits)}")
+    return tuple(sorted(int(b) for b in bits))
+
+
 def check_float_array(name: str, x, ndims: tuple[int, ...]) -> jax.Array:
     """Checks dtype (floating) and rank; returns a float32 jax array."""
     if isinstance(x, (list, tuple)):

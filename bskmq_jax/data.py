@@ -40,6 +40,7 @@ __all__ = [
     "sentence_topics",
     "tokenize",
     "tfds_images",
+    "tfds_text",
     "DIGITS_SPLIT",
 ]
 
@@ -227,3 +228,34 @@ def _center_resize(img: np.ndarray, size: int) -> np.ndarray:
     img = np.asarray(jax.image.resize(img.astype(np.float32), (nh, nw, img.shape[2]), "bilinear"))
     top, left = (nh - size) // 2, (nw - size) // 2
     return img[top : top + size, left : left + size]
+
+
+def tfds_text(name: str, split: str, tokenizer, *, data_dir: str | None, batch_size: int, max_length: int = 128,
+              limit: int | None = None) -> Batches:
+    """A prepared tensorflow-datasets sentence-classification split (``glue/sst2``) as tokenized batches.
+
+    Batches hold ``input_ids``, ``attention_mask`` (and ``token_type_ids``)
+    plus ``label``.
+
+    Raises:
+      ValueError: if tensorflow-datasets is missing or the dataset is not
+        prepared in ``data_dir``, naming the dataset and the steps.
+    """
+    if name != "glue/sst2":
+        raise ValueError(f"dataset: unknown text dataset {name!r}; the full-scale text source is 'glue/sst2'")
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ValueError(f"dataset {name}: tensorflow-datasets is not installed; pip install 'bskmq-jax[full]', then {TFDS_STEPS[name]}") from None
+    if not data_dir or not os.path.isdir(os.path.join(data_dir, "glue")):
+        raise ValueError(f"dataset {name}: not prepared in data_dir={data_dir!r}; {TFDS_STEPS[name]}")
+    try:
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as e:
+        raise ValueError(f"dataset {name}: cannot open split {split!r} in {data_dir} ({e}); {TFDS_STEPS[name]}") from None
+    n = len(source) if limit is None else min(limit, len(source))
+    rows = [source[i] for i in range(n)]
+    texts = [r["sentence"].decode() if isinstance(r["sentence"], bytes) else str(r["sentence"]) for r in rows]
+    out = tokenize(texts, tokenizer, max_length=max_length, batch_size=batch_size)
+    out.arrays["label"] = np.asarray([int(r["label"]) for r in rows], np.int32)
+    return out

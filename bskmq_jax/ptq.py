@@ -21,6 +21,7 @@ Calibration and evaluation data are disjoint; results record both sources.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Callable, Iterable
 
 import jax
@@ -56,7 +57,8 @@ def _progress(it, desc: str, total: int | None, enabled: bool):
     return tqdm(it, desc=desc, total=total, leave=False, disable=None)
 
 
-def calibrate(model: nnx.Module, batches: Iterable[dict], forward: Callable, *, progress: bool = True) -> dict[str, CalibrationStats]:
+def calibrate(model: nnx.Module, batches: Iterable[dict], forward: Callable, *, progress: bool = True,
+              jit: bool = True) -> dict[str, CalibrationStats]:
     """Fills every IMC layer's statistics from one pass over ``batches``.
 
     Args:
@@ -64,6 +66,8 @@ def calibrate(model: nnx.Module, batches: Iterable[dict], forward: Callable, *, 
       batches: calibration batches.
       forward: ``forward(model, batch)``; jitted once here.
       progress: show a progress bar.
+      jit: wrap ``forward`` in ``nnx.jit`` (pass False when it already is
+        one: reusing one jitted function across calls avoids retracing).
 
     Returns:
       ``{dotted layer name: CalibrationStats}``.
@@ -71,7 +75,7 @@ def calibrate(model: nnx.Module, batches: Iterable[dict], forward: Callable, *, 
     model.eval()
     reset_stats(model)
     set_mode(model, QuantMode.CALIBRATE)
-    step = nnx.jit(forward)
+    step = nnx.jit(forward) if jit else forward
     for batch in _progress(batches, "calibrate", len(batches) if hasattr(batches, "__len__") else None, progress):
         jax.block_until_ready(step(model, batch))
     stats = collect_stats(model)
@@ -152,12 +156,26 @@ def _method_options(method: str) -> set[str]:
 
 
 def layer_errors(stats: dict[str, CalibrationStats], levels: dict[str, NLLevels]) -> dict[str, dict]:
-    """Per-layer `quant_error` metrics of ``levels`` on ``stats`` (e.g. held-out statistics)."""
+    """Per-layer `quant_error` metrics of ``levels`` on ``stats`` (e.g. held-out statistics).
+
+    Adds ``rel_mse`` and ``interior_rel_mse``: the MSEs divided by the mean
+    square of the layer's values, so layers of different scales compare.
+    """
+    names = [n for n in levels if n in stats]
+    if not names:
+        return {}
+    # One vectorized call over all layers (they share bins and bit width).
+    st = stack_stats([stats[n] for n in names])
+    one = [levels[n] if levels[n].batch_shape == () else levels[n][0] for n in names]
+    nl = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *one)
+    err = quant_error_from_stats(st, nl).as_dict()
+    ms = np.maximum(np.asarray(st.sq_sum) / np.maximum(np.asarray(st.count), 1.0), 1e-30)
     out = {}
-    for n, nl in levels.items():
-        if n in stats:
-            one = jax.tree_util.tree_map(lambda a: a[None], nl)  # batch shape (1,), like the stats
-            out[n] = {k: v[0] for k, v in quant_error_from_stats(stats[n], one).as_dict().items()}
+    for i, n in enumerate(names):
+        e = {k: v[i] for k, v in err.items()}
+        e["rel_mse"] = e["mse"] / float(ms[i])
+        e["interior_rel_mse"] = e["interior_mse"] / float(ms[i])
+        out[n] = e
     return out
 
 
@@ -185,13 +203,20 @@ def run(model: nnx.Module, batches: Iterable[dict], step: Callable, *, levels: d
 
 @dataclasses.dataclass(frozen=True)
 class Classification:
-    """Image classification: top-1 and top-5 accuracy from logits.
+    """Classification: top-1 and top-5 accuracy from logits.
 
     ``step`` returns the top-5 class indices per example (small to keep).
+
+    Attributes:
+      inputs: batch fields passed to the model positionally, those present
+        (images: ``("image",)``; text: ``("input_ids", "attention_mask",
+        "token_type_ids")``).
     """
 
+    inputs: tuple[str, ...] = ("image",)
+
     def step(self, model, batch):
-        logits = model(batch["image"])
+        logits = model(*[batch[k] for k in self.inputs if k in batch])
         return jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
 
     def metrics(self, outputs: list, batches, reference: list | None = None) -> dict:
@@ -232,7 +257,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sweep(model: nnx.Module, task, calib_sets: list, eval_batches, *, methods: Iterable[str], bits: Iterable[int],
-          clip_percentile: float = 100.0, seed: int = 0, progress: bool = True, **options) -> dict:
+          clip_percentile: float = 100.0, seed: int = 0, progress: bool = True, **options) -> tuple[dict, dict]:
     """The full PTQ comparison: float baseline, then every method and bit width.
 
     For each calibration set (one per seed), calibrate, fit every method and
@@ -253,27 +278,42 @@ def sweep(model: nnx.Module, task, calib_sets: list, eval_batches, *, methods: I
       **options: fitting options (e.g. ``mode=`` for bs_kmq).
 
     Returns:
-      ``{"float": metrics, "results": {method: {bits: {"mean": .., "std": ..,
-      "per_seed": [..], "layers": {layer: error metrics}}}}, "ranges": ..}``.
+      ``(summary, extras)``. ``summary`` (JSON-able): ``{"float": metrics,
+      "results": {method: {bits: {"mean", "std", "per_seed", "layers"}}},
+      "ranges", "calibration_sets", "timing"}`` with seconds per phase.
+      ``extras``: the first set's ``calib_stats``, the ``held_out`` statistics
+      and the first set's ``fits`` (``{method: {bits: {layer: NLLevels}}}``).
     """
     methods, bits = list(methods), list(bits)
+    if not calib_sets:
+        raise ValueError("calib_sets: at least one calibration set is needed")
+    timing = {"float_eval": 0.0, "calibration": 0.0, "fit": 0.0, "quantized_eval": 0.0, "layer_errors": 0.0}
+
+    def timed(phase, fn, *a, **k):
+        t0 = time.perf_counter()
+        out = fn(*a, **k)
+        timing[phase] += time.perf_counter() - t0
+        return out
+
     step = nnx.jit(task.step)
-    float_out = run(model, eval_batches, step, progress=progress, desc="float")
+    float_out = timed("float_eval", run, model, eval_batches, step, progress=progress, desc="float")
     float_metrics = task.metrics(float_out, eval_batches)
-    held_out = calibrate(model, eval_batches, lambda m, b: task.step(m, b), progress=False)
+    held_out = timed("layer_errors", calibrate, model, eval_batches, step, progress=False, jit=False)
     per = {m: {b: [] for b in bits} for m in methods}
-    layers, ranges0 = {}, None
+    layers, extras, ranges0 = {}, {"held_out": held_out}, None
     for i, calib in enumerate(calib_sets):
-        stats = calibrate(model, calib, lambda m, b: task.step(m, b), progress=progress)
+        stats = timed("calibration", calibrate, model, calib, step, progress=progress, jit=False)
         ranges = adc_ranges(stats, clip_percentile=clip_percentile)
-        ranges0 = ranges0 or ranges
-        fits = fit_all(stats, methods, bits, ranges=ranges, key=jax.random.key(seed + i), progress=progress, **options)
-        for m in methods:
-            for b in bits:
-                out = run(model, eval_batches, step, levels=fits[m][b], progress=False)
-                per[m][b].append(task.metrics(out, eval_batches, reference=float_out))
-                if i == 0:
-                    layers.setdefault(m, {})[b] = layer_errors(held_out, fits[m][b])
+        fits = timed("fit", lambda: jax.block_until_ready(
+            fit_all(stats, methods, bits, ranges=ranges, key=jax.random.key(seed + i), progress=False, **options)))
+        if i == 0:
+            ranges0, extras["calib_stats"], extras["fits"] = ranges, stats, fits
+        jobs = [(m, b) for m in methods for b in bits]
+        for m, b in _progress(jobs, f"evaluate (set {i + 1}/{len(calib_sets)})", len(jobs), progress):
+            out = timed("quantized_eval", run, model, eval_batches, step, levels=fits[m][b], progress=False)
+            per[m][b].append(task.metrics(out, eval_batches, reference=float_out))
+            if i == 0:
+                layers.setdefault(m, {})[b] = timed("layer_errors", layer_errors, held_out, fits[m][b])
     set_mode(model, QuantMode.FLOAT)
     results = {}
     for m in methods:
@@ -285,5 +325,6 @@ def sweep(model: nnx.Module, task, calib_sets: list, eval_batches, *, methods: I
                 "per_seed": per[m][b],
                 "layers": layers[m][b],
             }
-    return {"float": float_metrics, "results": results, "ranges": {k: list(v) for k, v in ranges0.items()},
-            "calibration_sets": len(calib_sets)}
+    summary = {"float": float_metrics, "results": results, "ranges": {k: list(v) for k, v in ranges0.items()},
+               "calibration_sets": len(calib_sets), "timing": timing}
+    return summary, extras

@@ -28,7 +28,7 @@ __all__ = ["ModelSpec", "build", "DigitsRecipe", "digits_baseline", "config_hash
 class ModelSpec:
     """A model and how its layers run on the crossbar."""
 
-    name: str = "resnet18"  # a name in bskmq_jax.models.MODELS
+    name: str = "resnet18"  # a name in bskmq_jax.models.MODELS, or "minilm" (the shipped all-MiniLM-L6-v2 weights)
     num_classes: int | None = 10  # classifier outputs (None: no head)
     options: tuple[tuple[str, object], ...] = ()  # architecture options, e.g. (("stem", "cifar"), ("width", 0.25))
     in_bits: int = 8  # input DAC bits of every converted layer
@@ -39,8 +39,8 @@ class ModelSpec:
     def __post_init__(self):
         from bskmq_jax.models import MODELS
 
-        if self.name not in MODELS:
-            raise ValueError(f"name: unknown model {self.name!r}; known models are {list(MODELS)}")
+        if self.name not in MODELS and self.name != "minilm":
+            raise ValueError(f"name: unknown model {self.name!r}; known models are {[*MODELS, 'minilm']}")
         if self.mode not in MODES:
             raise ValueError(f"mode: {self.mode!r} is not one of {list(MODES)}")
         if isinstance(self.options, dict):
@@ -65,9 +65,13 @@ class ModelSpec:
 
 
 def build(spec: ModelSpec, *, seed: int = 0) -> nnx.Module:
-    """Builds the model of ``spec`` (randomly initialized with ``seed``)."""
+    """Builds the model of ``spec`` (randomly initialized with ``seed``; "minilm" loads its real weights)."""
     from bskmq_jax.models import create
 
+    if spec.name == "minilm":
+        from bskmq_jax.models.minilm import load_minilm
+
+        return load_minilm(quant=spec.imc_config(), seed=seed)
     return create(spec.name, num_classes=spec.num_classes, quant=spec.imc_config(), seed=seed, **dict(spec.options))
 
 

@@ -15,6 +15,8 @@ import sys
 # name -> module under bskmq_jax.cli; imported lazily so `bskmq --help` is fast.
 SUBCOMMANDS = {
     "levels": "bskmq_jax.cli.levels",
+    "ptq": "bskmq_jax.cli.ptq",
+    "main": "bskmq_jax.cli.main",
     "hardware": "bskmq_jax.cli.hardware",
 }
 
