@@ -7,7 +7,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-OUT ?= results/levels
+OUT ?= results
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export HF_HUB_OFFLINE := 1
 
@@ -29,13 +29,14 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/bskmq levels --dist relu_clamp,gaussian,laplace,gelu --bits 2,3,4 --out $(OUT)
+	$(VENV)/bin/bskmq main --out $(OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/calibration.py
+	$(PY) benchmarks/ptq.py
 
 clean:
 	rm -rf $(VENV) .cache results *.egg-info

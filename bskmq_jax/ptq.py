@@ -118,7 +118,7 @@ def adc_ranges(stats: dict[str, CalibrationStats], *, clip_percentile: float = 1
 
 def fit_all(stats: dict[str, CalibrationStats], methods: Iterable[str], bits: Iterable[int], *,
             ranges: dict[str, tuple[float, float]] | None = None, key=None, progress: bool = True,
-            **options) -> dict[str, dict[int, dict[str, NLLevels]]]:
+            pad_layers: int = 64, **options) -> dict[str, dict[int, dict[str, NLLevels]]]:
     """Fits every layer for every method and bit width.
 
     All layers of one (method, bits) are fitted in one vmapped call.
@@ -129,16 +129,25 @@ def fit_all(stats: dict[str, CalibrationStats], methods: Iterable[str], bits: It
       ranges: ``{layer: (lo, hi)}`` (default: `adc_ranges` with 100%).
       key: PRNG key for k-means seeding.
       progress: show a progress bar.
+      pad_layers: pad the layer axis to a multiple of this (1: no padding).
       **options: passed to `fit_levels_from_stats` (e.g. ``mode=`` for bs_kmq).
 
     Returns:
       ``{method: {bits: {layer: NLLevels}}}``.
     """
     names = list(stats)
+    if not names:
+        raise ValueError("stats: no layers to fit")
+    if isinstance(pad_layers, bool) or not isinstance(pad_layers, int) or pad_layers < 1:
+        raise ValueError(f"pad_layers: {pad_layers!r} must be an int >= 1")
     ranges = ranges or adc_ranges(stats)
-    stacked = stack_stats([stats[n] for n in names])
-    lo = jnp.asarray([ranges[n][0] for n in names], jnp.float32)
-    hi = jnp.asarray([ranges[n][1] for n in names], jnp.float32)
+    # Layers are padded (with copies of the first) to a multiple of
+    # `pad_layers`, so models of different depths share one compiled fit per
+    # (method, bits): compiling dominates fitting on a first run.
+    padded = names + [names[0]] * (-len(names) % pad_layers)
+    stacked = stack_stats([stats[n] for n in padded])
+    lo = jnp.asarray([ranges[n][0] for n in padded], jnp.float32)
+    hi = jnp.asarray([ranges[n][1] for n in padded], jnp.float32)
     methods, bits = list(methods), list(bits)
     out: dict = {}
     jobs = [(m, b) for m in methods for b in bits]
@@ -164,9 +173,11 @@ def layer_errors(stats: dict[str, CalibrationStats], levels: dict[str, NLLevels]
     names = [n for n in levels if n in stats]
     if not names:
         return {}
-    # One vectorized call over all layers (they share bins and bit width).
-    st = stack_stats([stats[n] for n in names])
-    one = [levels[n] if levels[n].batch_shape == () else levels[n][0] for n in names]
+    # One vectorized call over all layers (they share bins and bit width),
+    # padded like `fit_all` so depths share one compiled program.
+    padded = names + [names[0]] * (-len(names) % 64)
+    st = stack_stats([stats[n] for n in padded])
+    one = [levels[n] if levels[n].batch_shape == () else levels[n][0] for n in padded]
     nl = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *one)
     err = quant_error_from_stats(st, nl).as_dict()
     ms = np.maximum(np.asarray(st.sq_sum) / np.maximum(np.asarray(st.count), 1.0), 1e-30)
