@@ -12,6 +12,7 @@ import math
 
 NOISE_RNGS = ("hash", "normal")
 THRESHOLD_RULES = ("fixed", "midpoint", "learned")
+PASS_RANGES = ("range", "levels")
 
 
 def _check_nonneg(name: str, v: float, upper: float | None = None) -> None:
@@ -65,6 +66,7 @@ class STEConfig:
     learn_levels: bool = False  # compute d out / d levels (False: frozen levels, zero gradient, cheaper backward)
     thresholds: str = "fixed"  # "fixed": as given, no gradient; "midpoint": recomputed from levels; "learned": surrogate gradient
     level_grad_scale: float = 1.0  # multiplier on level gradients (LSQ uses 1/sqrt(numel * Qp))
+    pass_range: str = "range"  # input gradient passes for "range": lo <= x <= hi; "levels": first level <= x <= last level
 
     def __post_init__(self):
         if not isinstance(self.learn_levels, bool):
@@ -72,3 +74,5 @@ class STEConfig:
         if self.thresholds not in THRESHOLD_RULES:
             raise ValueError(f"thresholds: unknown rule {self.thresholds!r}; choose one of {list(THRESHOLD_RULES)}")
         _check_nonneg("level_grad_scale", self.level_grad_scale)
+        if self.pass_range not in PASS_RANGES:
+            raise ValueError(f"pass_range: unknown rule {self.pass_range!r}; choose one of {list(PASS_RANGES)}")

@@ -7,7 +7,8 @@ surrogate gradients. With ``x`` the (effective) ADC input, ``l`` the levels,
 
 | quantity          | rule                                                        | when                          |
 |-------------------|-------------------------------------------------------------|-------------------------------|
-| d out / d x       | 1 if lo <= x <= hi, else 0 (straight-through with clipping) | always                        |
+| d out / d x       | 1 if lo <= x <= hi, else 0 (straight-through with clipping) | `pass_range="range"` (default)|
+|                   | 1 if l_0 <= x <= l_{K-1}, else 0 (where the output can follow) | `pass_range="levels"`      |
 | d out / d l_j     | s * [code == j]  (the output *is* l_code; codes held fixed) | `learn_levels=True`, else 0   |
 | d out / d t_j     | -2 * max(0, 1 - abs(x - t_j) / w_j), w_j = (l_{j+1} - l_j)/2| `thresholds="learned"`, else 0|
 | d out / d lo, hi  | 0 (the range is set by calibration, not learned here)       | always                        |
@@ -20,6 +21,14 @@ threshold up turns inputs just above it from ``l_{j+1}`` into ``l_j``.
 ``thresholds="midpoint"`` recomputes thresholds from the levels in the
 forward pass (see `nl_adc`); their gradient path is then zero, as for fixed
 thresholds, and the levels learn through the level rule alone.
+
+``pass_range="levels"`` matters when the outermost levels sit inside the
+range (BS-KMQ's suppressed boundaries: e.g. a top level of 2.0 in
+``[0, 6]``): inputs above the top level all convert to it, so passing their
+gradient straight through would promise the loss a response the conversion
+never gives, and fine-tuning then drives such pre-activations (and the
+weights) up without effect. With learned levels, those inputs still reach
+the outermost levels through the level rule, which moves them outward.
 
 Level and threshold gradients are per-layer sums over every other axis, taken
 as K-1 masked reductions that XLA fuses into one pass.
@@ -73,7 +82,10 @@ def _fwd(x, levels, thresholds, lo, hi, rule):
 def _bwd(rule: STEConfig, res, g):
     x, levels, thresholds, lo, hi = res
     nb = lo.ndim  # number of layer axes
-    inside = (x >= _bcast(lo, x)) & (x <= _bcast(hi, x))
+    if rule.pass_range == "levels":
+        inside = (x >= _bcast(levels[..., 0], x)) & (x <= _bcast(levels[..., -1], x))
+    else:
+        inside = (x >= _bcast(lo, x)) & (x <= _bcast(hi, x))
     g_x = jnp.where(inside, g, 0.0).astype(x.dtype)
     k = levels.shape[-1]
     lv = levels.reshape(levels.shape[:-1] + (1,) * (x.ndim - nb) + (k,))

@@ -13,6 +13,10 @@ One model-wide switch, `QuantMode`, selects what every such layer does:
 | `CALIBRATE` | crossbar (quantized weights and inputs)| float activation; pre-ADC values are added to the layer's statistics |
 | `QUANTIZED` | crossbar                               | NL-ADC conversion (fused mode) or digital activation after partial-sum ADCs |
 
+With ``record_quantized`` set on an `NLADCActivation`, ``QUANTIZED`` mode
+also adds the values it converts to the statistics: the running statistics
+of the quantized network that level refits during fine-tuning use.
+
 The calibration seam is the statistics variable: one forward pass per batch in
 `CALIBRATE` mode (under `nnx.jit`) updates every layer's statistics in place,
 in memory independent of the number of batches; `collect_stats` returns them
@@ -122,6 +126,9 @@ class NLADCActivation(nnx.Module):
         self.calib_margin = float(calib_margin)
         self.mode = QuantMode.FLOAT
         self.fitted = False
+        # QUANTIZED mode also adds the converted values to the statistics
+        # (running statistics while fine-tuning; see bskmq_jax.finetune).
+        self.record_quantized = False
         var = nnx.Param if learn else ADCLevels
         k = 2**bits
         placeholder = NLLevels.from_levels(jnp.linspace(0.0, 1.0, k))
@@ -176,6 +183,8 @@ class NLADCActivation(nnx.Module):
         if self.mode is QuantMode.CALIBRATE:
             self._record(z)
             return act(z)
+        if self.record_quantized:
+            self._record(z)
         key = self.rngs.adc() if self.adc_cfg.noise_sigma else None
         chip = jax.random.wrap_key_data(self.chip_key[...]) if self.adc_cfg.needs_chip_key else None
         out = nl_adc(z, self.nl_levels(), cfg=self.adc_cfg, key=key, chip_key=chip, ste=self.ste)
