@@ -1,11 +1,24 @@
 """Training with Optax: the loop, its config and its pieces.
 
-One jitted step (`nnx.jit`) updates the `nnx.Param` s of a model in whatever
-`QuantMode` it is in: in ``FLOAT`` mode this is ordinary training; in
-``QUANTIZED`` mode the forward runs on the crossbar with NL-ADC conversions
-and the straight-through gradients of `bskmq_jax.adc.ste` (low-bit
-fine-tuning). The step compiles once: batches keep their shapes
-(``drop_last``) and nothing static changes between steps.
+One jitted step (`nnx.jit`) updates the trainable variables of a model in
+whatever `QuantMode` it is in: in ``FLOAT`` mode this is ordinary training;
+in ``QUANTIZED`` mode the forward runs on the crossbar with NL-ADC
+conversions and the straight-through gradients of `bskmq_jax.adc.ste`
+(low-bit fine-tuning). The step compiles once: batches keep their shapes
+(``drop_last``), levels are state rather than constants, and nothing static
+changes between steps (the returned summary counts the traces).
+
+The loop also
+
+- trains several variable groups with their own optimizers (``groups``,
+  e.g. weights with AdamW and NL-ADC level logits with Adam);
+- saves checkpoints (`bskmq_jax.checkpoint`) holding everything a run
+  depends on: model state (weights, levels, statistics, RNG streams),
+  optimizer states, the step and the data position (`DataCursor`), and
+  resumes from them exactly;
+- runs data-parallel over a device mesh (`bskmq_jax.parallel`);
+- writes one JSON line per step (loss, accuracy, anything ``on_step``
+  returns) to ``log_path``.
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -22,7 +36,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-__all__ = ["TrainConfig", "make_optimizer", "cross_entropy", "train", "evaluate_accuracy", "infinite"]
+__all__ = ["TrainConfig", "make_optimizer", "cross_entropy", "train", "evaluate_accuracy", "infinite", "DataCursor"]
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -42,7 +56,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # global-norm gradient clipping (None: off)
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     seed: int = 0  # data-order and dropout seed
-    log_every: int = 50  # steps between progress-bar/metric updates
+    log_every: int = 50  # steps between progress-bar updates and log flushes
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every"):
@@ -65,15 +79,21 @@ class TrainConfig:
             raise ValueError(f"weight_decay: {self.weight_decay} must be >= 0")
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """Warm-up + cosine schedule, clipping, weight decay and SGD-momentum or AdamW."""
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0 if cfg.warmup_steps else cfg.lr,
-        peak_value=cfg.lr,
+def make_schedule(cfg: TrainConfig, lr: float | None = None) -> optax.Schedule:
+    """Linear warm-up to ``lr`` (default ``cfg.lr``), then cosine decay over ``cfg.steps``."""
+    lr = cfg.lr if lr is None else lr
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0 if cfg.warmup_steps else lr,
+        peak_value=lr,
         warmup_steps=cfg.warmup_steps,
         decay_steps=cfg.steps,
-        end_value=cfg.lr * cfg.final_lr_fraction,
+        end_value=lr * cfg.final_lr_fraction,
     )
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """Warm-up + cosine schedule, clipping, weight decay and SGD-momentum or AdamW."""
+    schedule = make_schedule(cfg)
     parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip else []
     if cfg.optimizer == "adamw":
         parts.append(optax.adamw(schedule, weight_decay=cfg.weight_decay))
@@ -95,13 +115,55 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
 
 def infinite(batches: Iterable[dict]) -> Iterator[dict]:
     """Cycles a re-iterable batch stream forever (reshuffled per pass if it shuffles)."""
+    cursor = DataCursor(batches)
     while True:
-        yielded = False
-        for b in batches:
-            yielded = True
-            yield b
-        if not yielded:
-            raise ValueError("batches: the training stream is empty")
+        yield next(cursor)
+
+
+class DataCursor:
+    """Cycles a re-iterable batch stream and knows where it is.
+
+    The position is ``(epoch, offset)``: the pass number and the batches
+    already taken from it. A `bskmq_jax.data.Batches` stream shuffles pass
+    ``e`` with ``(seed, e)``, so setting its pass counter and skipping
+    ``offset`` batches reproduces the stream exactly from any position;
+    other re-iterables must yield the same batches on every pass.
+
+    Args:
+      batches: the stream.
+      epoch: pass to start in (default: the stream's own pass counter, or 0).
+      offset: batches of that pass to skip.
+    """
+
+    def __init__(self, batches: Iterable[dict], epoch: int | None = None, offset: int = 0):
+        self.batches = batches
+        self.epoch = int(getattr(batches, "_epoch", 0) if epoch is None else epoch)
+        self.offset = int(offset)
+        self._it = None
+
+    def position(self) -> dict:
+        """``{"epoch": e, "offset": n}``; `DataCursor(batches, **position)` resumes there."""
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self._it is None:
+            if hasattr(self.batches, "_epoch"):
+                self.batches._epoch = self.epoch
+            self._it = iter(self.batches)
+            for _ in range(self.offset):
+                next(self._it, None)
+        try:
+            batch = next(self._it)
+        except StopIteration:
+            if self.offset == 0:
+                raise ValueError("batches: the training stream is empty") from None
+            self.epoch, self.offset, self._it = self.epoch + 1, 0, None
+            return next(self)
+        self.offset += 1
+        return batch
 
 
 def _default_loss(model, batch, label_smoothing):
@@ -109,42 +171,84 @@ def _default_loss(model, batch, label_smoothing):
     return cross_entropy(logits, batch["label"], label_smoothing), logits
 
 
+def _truncate_log(path: str, step: int) -> None:
+    """Keeps the log's records up to ``step`` (a resumed run rewrites the rest)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as fh:
+        keep = [line for line in fh if line.strip() and json.loads(line).get("step", 0) <= step]
+    with open(path, "w") as fh:
+        fh.writelines(keep)
+
+
 def train(model: nnx.Module, batches: Iterable[dict], cfg: TrainConfig, *,
           loss_fn: Callable | None = None, progress: bool = True, log_path: str | None = None,
-          on_step: Callable | None = None) -> dict:
+          on_step: Callable | None = None, groups: dict | None = None, post_update: Callable | None = None,
+          checkpoints=None, resume: bool = False, mesh=None) -> dict:
     """Trains ``model`` in place for ``cfg.steps`` steps.
 
     Args:
       model: an NNX model (its current `QuantMode` decides float or
         quantized-aware training).
-      batches: a re-iterable batch stream (cycled); ``drop_last`` keeps the
-        step compiled once.
+      batches: a re-iterable batch stream (cycled by a `DataCursor`);
+        ``drop_last`` keeps the step compiled once.
       cfg: optimization settings.
       loss_fn: ``loss_fn(model, batch, label_smoothing) -> (loss, logits)``;
         default: cross-entropy of ``model(batch["image"])`` vs ``batch["label"]``.
       progress: progress bar with loss, accuracy and steps/s.
-      log_path: append one JSON line of metrics per logging interval.
-      on_step: ``on_step(step, model)`` called after every step (e.g. level refits).
+      log_path: one JSON line per step (``step``, ``loss``, ``accuracy`` and
+        what ``on_step`` returned), written at every ``log_every`` steps and
+        before every checkpoint.
+      on_step: ``on_step(step, model) -> dict | None`` after every step
+        (e.g. level refits, evaluations); a returned dict joins the step's
+        log line.
+      groups: ``{name: (variable filter, optax transform)}``, each group
+        updated by its own optimizer (default: every `nnx.Param` with
+        `make_optimizer`); gradients are taken for `nnx.Param`.
+      post_update: ``post_update(model)`` inside the jitted step after the
+        updates (e.g. keeping state derived from parameters in sync).
+      checkpoints: a `bskmq_jax.checkpoint.Checkpoints`; saves every
+        ``every`` steps and at the end.
+      resume: continue from the latest checkpoint in ``checkpoints``.
+      mesh: a device mesh (`bskmq_jax.parallel.make_mesh`): state
+        replicated, batches split along ``"data"``.
 
     Returns:
-      summary: final loss and accuracy (running mean over the last interval),
-      steps/s, and the number of traces of the step function.
+      summary: loss and accuracy (mean over the last logging interval),
+      steps/s of this process (``steps_per_s`` with the first step's
+      compilation, ``steady_steps_per_s`` without it), traces of the step
+      function, the first step run here (``start_step``) and the seconds
+      spent.
     """
+    from bskmq_jax import parallel
+
     loss_fn = loss_fn or _default_loss
+    groups = groups or {"params": (nnx.Param, make_optimizer(cfg))}
     model.train()
-    opt = nnx.Optimizer(model, make_optimizer(cfg), wrt=nnx.Param)
+    if mesh is not None:
+        parallel.replicate(model, mesh)
+    opts = {name: nnx.Optimizer(model, tx, wrt=wrt) for name, (wrt, tx) in groups.items()}
+    if mesh is not None:
+        for opt in opts.values():
+            parallel.replicate(opt, mesh)
+    cursor, start = DataCursor(batches), 0
+    if resume:
+        if checkpoints is None:
+            raise ValueError("resume: needs checkpoints to resume from")
+        start, extra = checkpoints.restore(model, opts)
+        cursor = DataCursor(batches, **extra["data"])
+    if log_path:
+        _truncate_log(log_path, start)  # a fresh run starts a fresh log
     traces = []
 
     @nnx.jit
-    def step(model, opt, batch):
+    def step(model, opts, batch):
         traces.append(1)
-
-        def f(m):
-            loss, logits = loss_fn(m, batch, cfg.label_smoothing)
-            return loss, logits
-
-        (loss, logits), grads = nnx.value_and_grad(f, has_aux=True)(model)
-        opt.update(model, grads)
+        (loss, logits), grads = nnx.value_and_grad(lambda m: loss_fn(m, batch, cfg.label_smoothing), has_aux=True)(model)
+        for opt in opts.values():
+            opt.update(model, grads)
+        if post_update is not None:
+            post_update(model)
         acc = jnp.mean(jnp.argmax(logits, -1) == batch["label"]) if "label" in batch else jnp.float32(0.0)
         return loss, acc
 
@@ -152,38 +256,77 @@ def train(model: nnx.Module, batches: Iterable[dict], cfg: TrainConfig, *,
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.steps, desc="train", leave=False, disable=None)
-    it = infinite(batches)
-    window = []
-    t0 = time.perf_counter()
-    last = {}
-    for i in range(1, cfg.steps + 1):
-        loss, acc = step(model, opt, next(it))
-        if on_step is not None:
-            on_step(i, model)
-        window.append((loss, acc))
-        if i % cfg.log_every == 0 or i == cfg.steps:
-            vals = np.asarray(jax.device_get(window))
+        bar = tqdm(total=cfg.steps, initial=start, desc="train", leave=False, disable=None)
+    pending, window, last = [], [], {}
+    t0 = t_first = time.perf_counter()
+
+    def flush():
+        if not pending:
+            return
+        vals = jax.device_get([(loss, acc) for _, loss, acc, _ in pending])
+        lines = [{"step": i, "loss": float(l), "accuracy": float(a), **extra} for (i, _, _, extra), (l, a) in zip(pending, vals)]
+        window.extend(lines)
+        if log_path:
+            with open(log_path, "a") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in lines)
+        pending.clear()
+
+    for i in range(start + 1, cfg.steps + 1):
+        batch = next(cursor)
+        if mesh is not None:
+            batch = parallel.shard_batch(batch, mesh)
+        loss, acc = step(model, opts, batch)
+        if i == start + 1:
+            t_first = time.perf_counter()  # the call returns after compiling, before the step finishes
+        extra = (on_step(i, model) if on_step is not None else None) or {}
+        pending.append((i, loss, acc, extra))
+        save = checkpoints is not None and (i % checkpoints.every == 0 or i == cfg.steps)
+        if i % cfg.log_every == 0 or i == cfg.steps or save:
+            flush()
             elapsed = time.perf_counter() - t0
-            last = {"step": i, "loss": float(vals[:, 0].mean()), "accuracy": float(vals[:, 1].mean()), "steps_per_s": i / elapsed}
+            last = {"step": i, "loss": float(np.mean([r["loss"] for r in window])),
+                    "accuracy": float(np.mean([r["accuracy"] for r in window])), "steps_per_s": (i - start) / elapsed}
             window = []
             if bar is not None:
                 bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.3f}", sps=f"{last['steps_per_s']:.1f}")
-            if log_path:
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps(last) + "\n")
+        if save:
+            checkpoints.save(i, model, opts, data=cursor.position(), config=dataclasses.asdict(cfg))
         if bar is not None:
             bar.update(1)
+    if checkpoints is not None:
+        checkpoints.wait()
     if bar is not None:
         bar.close()
     model.eval()
-    return {**last, "traces": len(traces), "seconds": time.perf_counter() - t0}
+    t_end = time.perf_counter()
+    n = cfg.steps - start
+    steady = (n - 1) / (t_end - t_first) if n > 1 else float("nan")
+    return {**last, "steady_steps_per_s": steady, "traces": len(traces), "start_step": start + 1, "seconds": t_end - t0}
 
 
-def evaluate_accuracy(model: nnx.Module, batches: Iterable[dict]) -> float:
+def evaluate_accuracy(model: nnx.Module, batches: Iterable[dict], *, mesh=None) -> float:
     """Top-1 accuracy of ``model(batch["image"])`` over ``batches`` (eval mode)."""
+    from bskmq_jax import parallel
+
     model.eval()
-    step = nnx.jit(lambda m, b: jnp.sum(jnp.argmax(m(b["image"]), -1) == b["label"]))
-    correct = sum(int(step(model, b)) for b in batches)
-    total = sum(len(b["label"]) for b in batches)
+    step = _eval_step()
+    correct = total = 0
+    for b in batches:
+        n = len(b["label"])
+        if mesh is not None and n % mesh.size == 0:
+            b = parallel.shard_batch(b, mesh)
+        correct += int(step(model, b))
+        total += n
     return correct / total
+
+
+_EVAL = None
+
+
+def _eval_step():
+    # One jitted function for every call, so repeated evaluations (e.g. during
+    # fine-tuning) reuse its compiled program.
+    global _EVAL
+    if _EVAL is None:
+        _EVAL = nnx.jit(lambda m, b: jnp.sum(jnp.argmax(m(b["image"]), -1) == b["label"]))
+    return _EVAL
