@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "ptq": "bskmq_jax.cli.ptq",
     "main": "bskmq_jax.cli.main",
     "hardware": "bskmq_jax.cli.hardware",
+    "finetune": "bskmq_jax.cli.finetune",
 }
 
 
