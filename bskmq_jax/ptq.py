@@ -42,6 +42,7 @@ __all__ = [
     "adc_ranges",
     "fit_all",
     "layer_errors",
+    "layer_errors_many",
     "run",
     "Classification",
     "SentenceFidelity",
@@ -170,23 +171,32 @@ def layer_errors(stats: dict[str, CalibrationStats], levels: dict[str, NLLevels]
     Adds ``rel_mse`` and ``interior_rel_mse``: the MSEs divided by the mean
     square of the layer's values, so layers of different scales compare.
     """
-    names = [n for n in levels if n in stats]
-    if not names:
-        return {}
-    # One vectorized call over all layers (they share bins and bit width),
-    # padded like `fit_all` so depths share one compiled program.
-    padded = names + [names[0]] * (-len(names) % 64)
-    st = stack_stats([stats[n] for n in padded])
-    one = [levels[n] if levels[n].batch_shape == () else levels[n][0] for n in padded]
-    nl = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *one)
+    return layer_errors_many(stats, {"_": levels})["_"]
+
+
+def layer_errors_many(stats: dict[str, CalibrationStats], level_sets: dict[str, dict[str, NLLevels]]) -> dict[str, dict]:
+    """`layer_errors` of several level sets of one bit width (e.g. every method) in one vectorized call."""
+    pairs = [(k, n) for k, levels in level_sets.items() for n in levels if n in stats]
+    if not pairs:
+        return {k: {} for k in level_sets}
+    # Padded to a multiple of 64 rows like `fit_all`, so models of different
+    # depths share one compiled program.
+    padded = pairs + [pairs[0]] * (-len(pairs) % 64)
+    st = stack_stats([stats[n] for _, n in padded])
+    one = [level_sets[k][n] if level_sets[k][n].batch_shape == () else level_sets[k][n][0] for k, n in padded]
+    if len({o.bits for o in one}) != 1:
+        raise ValueError(f"level_sets: mixed bit widths {sorted({o.bits for o in one})}; call once per bit width")
+    # methods differ in static metadata, so stack the arrays, not the pytrees
+    nl = NLLevels(*(jnp.stack([getattr(o, f) for o in one]) for f in ("levels", "thresholds", "lo", "hi")),
+                  method="mixed", bits=one[0].bits)
     err = quant_error_from_stats(st, nl).as_dict()
     ms = np.maximum(np.asarray(st.sq_sum) / np.maximum(np.asarray(st.count), 1.0), 1e-30)
-    out = {}
-    for i, n in enumerate(names):
-        e = {k: v[i] for k, v in err.items()}
+    out: dict = {k: {} for k in level_sets}
+    for i, (k, n) in enumerate(pairs):
+        e = {name: v[i] for name, v in err.items()}
         e["rel_mse"] = e["mse"] / float(ms[i])
         e["interior_rel_mse"] = e["interior_mse"] / float(ms[i])
-        out[n] = e
+        out[k][n] = e
     return out
 
 
@@ -323,8 +333,11 @@ def sweep(model: nnx.Module, task, calib_sets: list, eval_batches, *, methods: I
         for m, b in _progress(jobs, f"evaluate (set {i + 1}/{len(calib_sets)})", len(jobs), progress):
             out = timed("quantized_eval", run, model, eval_batches, step, levels=fits[m][b], progress=False)
             per[m][b].append(task.metrics(out, eval_batches, reference=float_out))
-            if i == 0:
-                layers.setdefault(m, {})[b] = timed("layer_errors", layer_errors, held_out, fits[m][b])
+        if i == 0:
+            for b in bits:
+                errs = timed("layer_errors", layer_errors_many, held_out, {m: fits[m][b] for m in methods})
+                for m in methods:
+                    layers.setdefault(m, {})[b] = errs[m]
     set_mode(model, QuantMode.FLOAT)
     results = {}
     for m in methods:
