@@ -201,6 +201,13 @@ def test_job_from_ptq_data_parallel_with_checkpoints_and_resume_rules(ptq_dir, t
     assert "no checkpoint to resume" in capsys.readouterr().err
 
 
+def test_cli_choices_match_the_library():
+    from bskmq_jax import finetune, train as train_mod
+    from bskmq_jax.cli import finetune as cli
+
+    assert cli.STRATEGIES == finetune.STRATEGIES and cli.OPTIMIZERS == train_mod.OPTIMIZERS
+
+
 @pytest.mark.parametrize("args, match", [
     (["--levels", "tuned"], "invalid choice"), (["--adc-bits", "9"], "adc_bits"), (["--steps", "0"], "steps"),
     (["--steps", "x"], "invalid int"), (["--from-ptq", "/nonexistent/ptq"], "do not exist"),

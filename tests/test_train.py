@@ -2,7 +2,6 @@
 
 import json
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -11,7 +10,7 @@ from flax import nnx
 
 from bskmq_jax import imc, ptq
 from bskmq_jax.data import Batches, digits
-from bskmq_jax.train import DataCursor, TrainConfig, cross_entropy, evaluate_accuracy, make_optimizer, make_schedule, train
+from bskmq_jax.train import DataCursor, TrainConfig, cross_entropy, evaluate_accuracy, make_schedule, train
 
 Q = imc.IMCConfig(in_bits=6, w_bits=4, adc_bits=3)
 

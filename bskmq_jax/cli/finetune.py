@@ -14,12 +14,12 @@ continues the newest checkpoint exactly.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from bskmq_jax.finetune import STRATEGIES
-from bskmq_jax.train import OPTIMIZERS
+# Literal copies keep `bskmq --help` free of JAX imports (tests check they match).
+STRATEGIES = ("frozen", "learned", "refit")  # bskmq_jax.finetune.STRATEGIES
+OPTIMIZERS = ("sgd", "adamw")  # bskmq_jax.train.OPTIMIZERS
 
 
 def _one_line_error(prog: str):
