@@ -63,7 +63,8 @@ def run(args) -> int:
     t0 = time.perf_counter()
     summary: dict = {"stages": {}, "seconds": {}}
     md = ["# bskmq main job", ""]
-    if "digits" in stages or "finetune" in stages:
+    reuse = "digits" not in stages and _same_ptq(out / "digits", digits_config())
+    if "digits" in stages or ("finetune" in stages and not reuse):
         t = time.perf_counter()
         res = run_ptq_job(dataclasses.replace(digits_config(), cache_dir=args.checkpoints), out / "digits", plots=args.plots)
         summary["stages"]["digits"] = {"dir": str(out / "digits"), "float": res["float"], "accuracy": res["accuracy"],
@@ -93,5 +94,58 @@ def run(args) -> int:
     return 0
 
 
+def _same_ptq(d: Path, cfg) -> bool:
+    """Whether ``d`` holds a finished PTQ result of ``cfg`` (fine-tuning alone reuses it)."""
+    from bskmq_jax.results import load_ptq
+
+    try:
+        res = load_ptq(d)
+    except (FileNotFoundError, ValueError):
+        return False
+    mine = dict(cfg.to_dict(), cache_dir=None)
+    return dict(res["config"], cache_dir=None) == json_roundtrip(mine)
+
+
+def json_roundtrip(obj):
+    import json
+
+    return json.loads(json.dumps(obj))
+
+
+def finetune_configs(out: Path) -> dict:
+    """Stage 3: 3-bit BS-KMQ and 3-bit linear levels fine-tuned on digits (levels frozen)."""
+    from bskmq_jax.finetune import FinetuneConfig, LevelConfig
+
+    return {m: FinetuneConfig(out=str(out / "finetune" / f"{m}-3b"), from_ptq=str(out / "digits"), method=m, adc_bits=3,
+                              levels=LevelConfig(strategy="frozen"))
+            for m in ("bs_kmq", "linear")}
+
+
 def _finetune(out: Path, args):
-    raise NotImplementedError
+    """Runs (or reuses, when its config is unchanged) each fine-tuning job; returns (Markdown, summary)."""
+    import json
+    import shutil
+
+    from bskmq_jax.finetune import finetune_job
+    from bskmq_jax.io import markdown_table, write_text
+    from bskmq_jax.zoo import config_hash
+
+    rows, summary = [], {}
+    for m, cfg in finetune_configs(out).items():
+        d = Path(cfg.out)
+        key = config_hash(dataclasses.asdict(cfg))
+        done = d / "finetune.json"
+        if done.is_file() and (d / "config.key").is_file() and (d / "config.key").read_text().strip() == key:
+            res, cached = json.loads(done.read_text()), True
+        else:
+            if d.exists():
+                shutil.rmtree(d)  # a stale or interrupted run of another config
+            res, cached = finetune_job(cfg), False
+            write_text(d / "config.key", key + "\n")
+        summary[m] = {k: res.get(k) for k in ("float_accuracy", "ptq_accuracy", "finetuned_accuracy", "steps_per_s")}
+        summary[m]["cached"] = cached
+        rows.append([m, 100 * res["float_accuracy"], 100 * res["ptq_accuracy"], 100 * res["finetuned_accuracy"],
+                     cfg.train.steps, f"{res['steps_per_s']:.1f}", "cached" if cached else "run"])
+    md = ("## Fine-tuning on digits: 3-bit NL-ADC, levels frozen (PTQ vs fine-tuned)\n\n"
+          + markdown_table(["method", "float top-1 (%)", "PTQ top-1 (%)", "fine-tuned top-1 (%)", "steps", "steps/s", ""], rows))
+    return md, summary
