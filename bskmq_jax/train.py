@@ -175,8 +175,15 @@ def _truncate_log(path: str, step: int) -> None:
     """Keeps the log's records up to ``step`` (a resumed run rewrites the rest)."""
     if not os.path.exists(path):
         return
+    keep = []
     with open(path) as fh:
-        keep = [line for line in fh if line.strip() and json.loads(line).get("step", 0) <= step]
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a killed process
+                continue
+            if rec.get("step", 0) <= step:
+                keep.append(line if line.endswith("\n") else line + "\n")
     with open(path, "w") as fh:
         fh.writelines(keep)
 
@@ -198,7 +205,7 @@ def train(model: nnx.Module, batches: Iterable[dict], cfg: TrainConfig, *,
       progress: progress bar with loss, accuracy and steps/s.
       log_path: one JSON line per step (``step``, ``loss``, ``accuracy`` and
         what ``on_step`` returned), written at every ``log_every`` steps and
-        before every checkpoint.
+        before every checkpoint (by process 0 of a multi-host run).
       on_step: ``on_step(step, model) -> dict | None`` after every step
         (e.g. level refits, evaluations); a returned dict joins the step's
         log line.
@@ -237,6 +244,8 @@ def train(model: nnx.Module, batches: Iterable[dict], cfg: TrainConfig, *,
             raise ValueError("resume: needs checkpoints to resume from")
         start, extra = checkpoints.restore(model, opts)
         cursor = DataCursor(batches, **extra["data"])
+    if log_path and jax.process_index() != 0:
+        log_path = None  # one process writes the log
     if log_path:
         _truncate_log(log_path, start)  # a fresh run starts a fresh log
     traces = []

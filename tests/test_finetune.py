@@ -135,7 +135,7 @@ def test_refit_fits_running_statistics_of_the_quantized_network_without_retracin
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"strategy": "tuned"}, "strategy"), ({"refit_every": 0}, "refit_every"), ({"level_lr": 0.0}, "level_lr"),
-    ({"pass_range": "all"}, "pass_range"),
+    ({"pass_range": "all"}, "pass_range"), ({"refit_percentile": 50.0}, "refit_percentile"),
 ])
 def test_level_config_names_the_bad_field(kwargs, match):
     with pytest.raises(ValueError, match=match):

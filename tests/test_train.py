@@ -116,3 +116,12 @@ def test_cursor_position_reproduces_the_stream():
     assert ref[0:3] != ref[3:6]  # passes are reshuffled
     with pytest.raises(ValueError, match="empty"):
         next(DataCursor([]))
+
+
+def test_a_resumed_log_drops_later_and_cut_short_lines(tmp_path):
+    from bskmq_jax.train import _truncate_log
+
+    log = tmp_path / "m.jsonl"
+    log.write_text("".join(json.dumps({"step": i, "loss": 1.0}) + "\n" for i in range(1, 6)) + '{"step": 6, "lo')
+    _truncate_log(str(log), 3)
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3]

@@ -46,6 +46,8 @@ def add_parser(sub) -> None:
     p.add_argument("--w-bits", type=int, default=None, help="weight bits without --from-ptq (default 8)")
     p.add_argument("--levels", default="frozen", choices=STRATEGIES, help="level strategy (default frozen)")
     p.add_argument("--refit-every", type=int, default=50, help="steps between refits with --levels refit (default 50)")
+    p.add_argument("--refit-percentile", type=float, default=99.9,
+                   help="ADC range of refits: this percentile of the running statistics (default 99.9; 100: the max)")
     p.add_argument("--level-lr", type=float, default=1e-2, help="Adam learning rate of learned levels (default 1e-2)")
     p.add_argument("--steps", type=int, default=150, help="optimizer steps (default 150)")
     p.add_argument("--batch-size", type=int, default=64, help="examples per step, split over devices (default 64)")
@@ -78,7 +80,8 @@ def config_from_args(args):
     train = TrainConfig(steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                         weight_decay=args.weight_decay, warmup_steps=warmup,
                         label_smoothing=args.label_smoothing, seed=args.seed, log_every=10)
-    levels = LevelConfig(strategy=args.levels, refit_every=args.refit_every, level_lr=args.level_lr)
+    levels = LevelConfig(strategy=args.levels, refit_every=args.refit_every, level_lr=args.level_lr,
+                         refit_percentile=args.refit_percentile)
     return FinetuneConfig(out=args.out, model=args.model, dataset=args.dataset, from_ptq=args.from_ptq,
                           method=args.method, adc_bits=args.adc_bits, in_bits=args.in_bits, w_bits=args.w_bits,
                           levels=levels, train=train, checkpoint_every=args.checkpoint_every, keep=args.keep,
@@ -102,6 +105,9 @@ def run(args) -> int:
           f"levels {cfg.levels.strategy}: float {res['float_accuracy']:.4f}, PTQ {res['ptq_accuracy']:.4f}, "
           f"fine-tuned {res['finetuned_accuracy']:.4f} ({res['steps_per_s']:.2f} steps/s"
           + (f", resumed from step {res['resumed_from']}" if res["resumed_from"] is not None else "") + ")")
-    print(f"wrote {cfg.out}/finetune.json, metrics.jsonl" + (", loss.png, accuracy.png" if cfg.plots else "")
-          + ", checkpoints/")
+    import jax
+
+    if jax.process_index() == 0:  # the one process that writes the output folder
+        print(f"wrote {cfg.out}/finetune.json, metrics.jsonl" + (", loss.png, accuracy.png" if cfg.plots else "")
+              + ", checkpoints/")
     return 0

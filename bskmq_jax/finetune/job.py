@@ -197,10 +197,12 @@ def finetune_job(cfg: FinetuneConfig, *, progress: bool = True) -> dict:
     final_levels = {n: nl.replace(method=cfg.method) for n, nl in get_levels(model).items()}
     files = {"metrics": str(metrics), "checkpoints": str(ckpt_dir),
              "weights": str(out / "model.safetensors"), "levels": str(levels_path(out, cfg.method, cfg.adc_bits))}
-    export_checkpoint(model, files["weights"])
-    save_levels(files["levels"], final_levels)
-    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    if cfg.plots:
+    primary = jax.process_index() == 0  # one process writes the shared output folder (checkpoints: all, via orbax)
+    if primary:
+        export_checkpoint(model, files["weights"])
+        save_levels(files["levels"], final_levels)
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if primary else []
+    if cfg.plots and primary:
         files.update(_plots(records, out, float_acc, ptq_acc, f"{spec.name} {spec.in_bits}/{spec.w_bits}/{cfg.adc_bits}b "
                             f"{cfg.method}, levels {cfg.levels.strategy}"))
     import optax as _optax
@@ -229,7 +231,8 @@ def finetune_job(cfg: FinetuneConfig, *, progress: bool = True) -> dict:
         "files": files,
         "timing": {"setup_s": t_setup, "train_s": summary["seconds"], "total_s": time.perf_counter() - t0},
     }
-    write_json(out / "finetune.json", res)
+    if primary:
+        write_json(out / "finetune.json", res)
     return res
 
 

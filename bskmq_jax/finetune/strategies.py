@@ -21,8 +21,9 @@ follow one of three strategies (`LevelConfig.strategy`):
 - ``refit``: the NL-ADCs keep running statistics of the values they convert
   during the training forward passes (the quantized network's own
   pre-ADC distributions, recorded inside the jitted step); every
-  ``refit_every`` steps the ADC ranges and levels are re-fitted from them
-  with the same method and the statistics restart. Levels are state, so
+  ``refit_every`` steps the ADC ranges (the ``refit_percentile`` percentile,
+  `bskmq_jax.ptq.adc_ranges`) and levels are re-fitted from them with the
+  same method and the statistics restart. Levels are state, so
   the jitted step never retraces.
 
 Every strategy sets the STE's input rule to ``pass_range="levels"`` by
@@ -88,6 +89,7 @@ class LevelConfig:
     refit_every: int = 50  # steps between level refits ("refit")
     level_lr: float = 1e-2  # peak Adam learning rate of the level logits ("learned"; the weights' schedule shape)
     gap_floor: float = 1e-6  # smallest initial gap between levels, fraction of hi - lo ("learned")
+    refit_percentile: float = 99.9  # ADC range of refits: this percentile of the running statistics (100: the max)
     pass_range: str = "levels"  # STE input gradient: "levels" (between the outermost levels) | "range" (lo..hi)
 
     def __post_init__(self):
@@ -99,6 +101,8 @@ class LevelConfig:
             raise ValueError(f"level_lr: {self.level_lr!r} must be > 0")
         if not 0 < self.gap_floor < 0.01:
             raise ValueError(f"gap_floor: {self.gap_floor!r} must be in (0, 0.01)")
+        if not 50.0 < self.refit_percentile <= 100.0:
+            raise ValueError(f"refit_percentile: {self.refit_percentile!r} must be in (50, 100]")
         if self.pass_range not in PASS_RANGES:
             raise ValueError(f"pass_range: unknown rule {self.pass_range!r}; choose one of {list(PASS_RANGES)}")
 
@@ -188,7 +192,8 @@ class LevelStrategy:
         from bskmq_jax.ptq import adc_ranges, fit_all
 
         stats = collect_stats(model)
-        fits = fit_all(stats, [self.method], [self.bits], ranges=adc_ranges(stats), key=self.key, progress=False)
+        ranges = adc_ranges(stats, clip_percentile=self.cfg.refit_percentile)
+        fits = fit_all(stats, [self.method], [self.bits], ranges=ranges, key=self.key, progress=False)
         load_levels(model, fits[self.method][self.bits])
         reset_stats(model)
 
