@@ -197,15 +197,3 @@ def test_cli_writes_json(tmp_path, capsys, tiny_checkpoint):
 def test_main_job_rejects_unknown_stage(tmp_path, capsys):
     assert main(["main", "--stages", "digits,mnist", "--out", str(tmp_path)]) == 2
     assert "--stages: unknown stage(s) ['mnist']" in capsys.readouterr().err
-
-
-def test_main_job_reuses_only_a_matching_ptq_result(job):
-    import dataclasses
-
-    from bskmq_jax.cli.main import _same_ptq
-
-    res, out = job
-    cfg = PTQJobConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in res["config"].items()})
-    assert _same_ptq(out, cfg)
-    assert not _same_ptq(out, dataclasses.replace(cfg, adc_bits=(2, 3, 4)))
-    assert not _same_ptq(out / "missing", cfg)
