@@ -179,7 +179,7 @@ def _cli(ptq_dir, out, *extra):
 def test_job_from_ptq_data_parallel_with_checkpoints_and_resume_rules(ptq_dir, tmp_path, capsys):
     out = tmp_path / "ft"
     cfg = FinetuneConfig(out=str(out), from_ptq=str(ptq_dir), method="linear", adc_bits=3,
-                         levels=LevelConfig(strategy="learned"), data_parallel=True, checkpoint_every=3, keep=2,
+                         levels=LevelConfig(strategy="frozen"), data_parallel=True, checkpoint_every=3, keep=2,
                          eval_every=3, train=TrainConfig(steps=6, batch_size=48, lr=1e-3, log_every=2))
     res = finetune_job(cfg, progress=False)
     for key in ("float_accuracy", "ptq_accuracy", "finetuned_accuracy", "steps_per_s", "config", "versions", "seed"):
@@ -192,11 +192,11 @@ def test_job_from_ptq_data_parallel_with_checkpoints_and_resume_rules(ptq_dir, t
     for f in ("loss.png", "accuracy.png", "model.safetensors", "levels/linear-3b.safetensors"):
         assert (out / f).is_file(), f
 
-    assert main(_cli(ptq_dir, out, "--levels", "learned", "--data-parallel")) == 2  # no --resume: would overwrite
+    assert main(_cli(ptq_dir, out, "--levels", "frozen", "--data-parallel")) == 2  # no --resume: would overwrite
     assert "already holds checkpoints" in capsys.readouterr().err
     assert main(_cli(ptq_dir, out, "--levels", "refit", "--data-parallel", "--resume")) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "levels=" in err and '"strategy": "learned"' in err
+    assert err.count("\n") == 0 and "levels=" in err and '"strategy": "frozen"' in err
     assert main(_cli(ptq_dir, tmp_path / "fresh", "--resume")) == 2
     assert "no checkpoint to resume" in capsys.readouterr().err
 

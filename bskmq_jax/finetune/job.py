@@ -169,6 +169,8 @@ def finetune_job(cfg: FinetuneConfig, *, progress: bool = True) -> dict:
     if resumed_from is not None:  # refuse an incompatible checkpoint before any work
         checkpoints.check_compatible(checkpoints.meta(resumed_from))
     mesh = parallel.make_mesh() if cfg.data_parallel else None
+    if mesh is not None:
+        parallel.replicate(model, mesh)  # the evaluations then share the training's shardings
     test = batches["test"]
     set_mode(model, QuantMode.FLOAT)
     float_acc = evaluate_accuracy(model, test, mesh=mesh)
@@ -192,8 +194,9 @@ def finetune_job(cfg: FinetuneConfig, *, progress: bool = True) -> dict:
                     log_path=str(metrics), on_step=on_step, groups=strategy.groups(cfg.train),
                     post_update=strategy.post_update, checkpoints=checkpoints, resume=cfg.resume, mesh=mesh)
     checkpoints.close()
+    with strategy.evaluating(model):  # the program the evaluations during training compiled
+        ft_acc = evaluate_accuracy(model, test, mesh=mesh)
     strategy.finish(model)
-    ft_acc = evaluate_accuracy(model, test, mesh=mesh)
     final_levels = {n: nl.replace(method=cfg.method) for n, nl in get_levels(model).items()}
     files = {"metrics": str(metrics), "checkpoints": str(ckpt_dir),
              "weights": str(out / "model.safetensors"), "levels": str(levels_path(out, cfg.method, cfg.adc_bits))}
