@@ -184,6 +184,20 @@ TFDS_STEPS = {
 }
 
 
+def _tfds_source(name: str, split: str, data_dir: str | None):
+    """``tfds.data_source`` of a prepared dataset, or a ValueError naming it and the preparation steps."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ValueError(f"dataset {name}: tensorflow-datasets is not installed; pip install 'bskmq-jax[full]', then {TFDS_STEPS[name]}") from None
+    if not data_dir or not os.path.isdir(os.path.join(data_dir, name.split("/")[0])):
+        raise ValueError(f"dataset {name}: not prepared in data_dir={data_dir!r}; {TFDS_STEPS[name]}")
+    try:
+        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as e:
+        raise ValueError(f"dataset {name}: cannot open split {split!r} in {data_dir} ({e}); {TFDS_STEPS[name]}") from None
+
+
 def tfds_images(name: str, split: str, *, data_dir: str | None, batch_size: int, size: int,
                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), limit: int | None = None) -> Batches:
     """A prepared tensorflow-datasets image split as ``{"image", "label"}`` batches.
@@ -197,16 +211,7 @@ def tfds_images(name: str, split: str, *, data_dir: str | None, batch_size: int,
     """
     if name not in TFDS_STEPS:
         raise ValueError(f"dataset: unknown dataset {name!r}; full-scale sources are {list(TFDS_STEPS)}")
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        raise ValueError(f"dataset {name}: tensorflow-datasets is not installed; pip install 'bskmq-jax[full]', then {TFDS_STEPS[name]}") from None
-    if not data_dir or not os.path.isdir(os.path.join(data_dir, name.split("/")[0])):
-        raise ValueError(f"dataset {name}: not prepared in data_dir={data_dir!r}; {TFDS_STEPS[name]}")
-    try:
-        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except Exception as e:
-        raise ValueError(f"dataset {name}: cannot open split {split!r} in {data_dir} ({e}); {TFDS_STEPS[name]}") from None
+    source = _tfds_source(name, split, data_dir)
     n = len(source) if limit is None else min(limit, len(source))
     images, labels = [], []
     for i in range(n):
@@ -243,16 +248,7 @@ def tfds_text(name: str, split: str, tokenizer, *, data_dir: str | None, batch_s
     """
     if name != "glue/sst2":
         raise ValueError(f"dataset: unknown text dataset {name!r}; the full-scale text source is 'glue/sst2'")
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        raise ValueError(f"dataset {name}: tensorflow-datasets is not installed; pip install 'bskmq-jax[full]', then {TFDS_STEPS[name]}") from None
-    if not data_dir or not os.path.isdir(os.path.join(data_dir, "glue")):
-        raise ValueError(f"dataset {name}: not prepared in data_dir={data_dir!r}; {TFDS_STEPS[name]}")
-    try:
-        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except Exception as e:
-        raise ValueError(f"dataset {name}: cannot open split {split!r} in {data_dir} ({e}); {TFDS_STEPS[name]}") from None
+    source = _tfds_source(name, split, data_dir)
     n = len(source) if limit is None else min(limit, len(source))
     rows = [source[i] for i in range(n)]
     texts = [r["sentence"].decode() if isinstance(r["sentence"], bytes) else str(r["sentence"]) for r in rows]
