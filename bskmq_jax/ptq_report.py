@@ -24,7 +24,7 @@ __all__ = ["tables", "write_report", "most_quantized_layers"]
 
 
 def _pm(mean: float, std: float, scale: float) -> str:
-    return f"{scale * mean:.2f} ± {scale * std:.2f}" if std else f"{scale * mean:.2f}"
+    return f"{scale * mean:.2f} ± {scale * std:.2f}"
 
 
 def tables(res: dict) -> str:

@@ -131,7 +131,7 @@ def _finetune(out: Path, args):
             write_text(d / "config.key", key + "\n")
         summary[m] = {k: res.get(k) for k in ("float_accuracy", "ptq_accuracy", "finetuned_accuracy", "steps_per_s")}
         summary[m]["cached"] = cached
-        rows.append([m, 100 * res["float_accuracy"], 100 * res["ptq_accuracy"], 100 * res["finetuned_accuracy"],
+        rows.append([m, *(f"{100 * res[k]:.1f}" for k in ("float_accuracy", "ptq_accuracy", "finetuned_accuracy")),
                      cfg.train.steps, f"{res['steps_per_s']:.1f}", "cached" if cached else "run"])
     md = ("## Fine-tuning on digits: 4/4-bit inputs/weights, 3-bit NL-ADC, levels frozen (PTQ vs fine-tuned)\n\n"
           + markdown_table(["method", "float top-1 (%)", "PTQ top-1 (%)", "fine-tuned top-1 (%)", "steps", "steps/s", ""], rows))
