@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -126,16 +125,13 @@ class PTQJobConfig:
 
 
 def versions() -> dict:
-    """Versions of the software and the devices a result was measured with."""
-    import flax
+    """`bskmq_jax.cli.levels.versions` plus optax, the platform and the devices a result was measured on."""
     import jax
     import optax
 
-    import bskmq_jax
+    from bskmq_jax.cli.levels import versions as base
 
-    return {"bskmq_jax": bskmq_jax.__version__, "jax": jax.__version__, "flax": flax.__version__,
-            "optax": optax.__version__, "numpy": np.__version__, "python": sys.version.split()[0],
-            "platform": platform.platform(), "devices": [str(d) for d in jax.devices()]}
+    return {**base(), "optax": optax.__version__, "platform": platform.platform(), "devices": [str(d) for d in jax.devices()]}
 
 
 def _subset(b: Batches, n: int, seed: int) -> Batches:
