@@ -103,11 +103,13 @@ class PTQJobConfig:
         return {"digits": 16, "cifar10": 32}.get(self.dataset, 299 if self.model == "inception_v3" else 224)
 
     def model_spec(self):
-        from bskmq_jax.zoo import ModelSpec
+        from bskmq_jax.zoo import DigitsRecipe, ModelSpec
 
         opts = dict(self.model_options)
         if self.dataset == "digits" and self.model in _IMAGE_MODELS:
-            opts = {**({"in_channels": 1, "stem": "cifar", "width": 0.25} if self.model == "resnet18" else {"in_channels": 1}), **opts}
+            # the main job's digits network (zoo.DigitsRecipe) is the default for resnet18
+            base = dict(DigitsRecipe().model.options) if self.model == "resnet18" else {"in_channels": 1}
+            opts = {**base, **opts}
         if self.model == "minilm":
             return ModelSpec(name="minilm", num_classes=None, in_bits=self.in_bits, w_bits=self.w_bits,
                              adc_bits=max(self.adc_bits), mode=self.mode)
