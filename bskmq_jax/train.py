@@ -166,6 +166,23 @@ class DataCursor:
         return batch
 
 
+def _cursor(batches, position: dict | None = None):
+    """The stream's own cursor when it has one, else a `DataCursor`, at ``position`` (None: the start).
+
+    A random-access stream (`bskmq_jax.data.SourceBatches`) resumes at a
+    batch index without reading the batches before it; a `DataCursor`
+    replays the current pass up to its offset.
+    """
+    position = position or {}
+    if hasattr(batches, "cursor"):
+        try:
+            return batches.cursor(**position)
+        except TypeError:
+            raise ValueError(f"resume: data position {position} was not saved by a random-access stream; "
+                             "resume with the data the checkpoint was made with") from None
+    return DataCursor(batches, **position)
+
+
 def _default_loss(model, batch, label_smoothing):
     logits = model(batch["image"])
     return cross_entropy(logits, batch["label"], label_smoothing), logits
@@ -197,7 +214,9 @@ def train(model: nnx.Module, batches: Iterable[dict], cfg: TrainConfig, *,
     Args:
       model: an NNX model (its current `QuantMode` decides float or
         quantized-aware training).
-      batches: a re-iterable batch stream (cycled by a `DataCursor`);
+      batches: a re-iterable batch stream (cycled by a `DataCursor`), or
+        a random-access stream with a ``cursor(**position)`` method
+        (`bskmq_jax.data.SourceBatches`, position ``{"batch": n}``);
         ``drop_last`` keeps the step compiled once.
       cfg: optimization settings.
       loss_fn: ``loss_fn(model, batch, label_smoothing) -> (loss, logits)``;
@@ -238,12 +257,13 @@ def train(model: nnx.Module, batches: Iterable[dict], cfg: TrainConfig, *,
     if mesh is not None:
         for opt in opts.values():
             parallel.replicate(opt, mesh)
-    cursor, start = DataCursor(batches), 0
+    position, start = None, 0
     if resume:
         if checkpoints is None:
             raise ValueError("resume: needs checkpoints to resume from")
         start, extra = checkpoints.restore(model, opts)
-        cursor = DataCursor(batches, **extra["data"])
+        position = extra["data"]
+    cursor = _cursor(batches, position)
     if log_path and jax.process_index() != 0:
         log_path = None  # one process writes the log
     if log_path:
@@ -302,6 +322,8 @@ def train(model: nnx.Module, batches: Iterable[dict], cfg: TrainConfig, *,
             checkpoints.save(i, model, opts, data=cursor.position(), config=dataclasses.asdict(cfg))
         if bar is not None:
             bar.update(1)
+    if hasattr(cursor, "close"):
+        cursor.close()  # stops reading ahead
     if checkpoints is not None:
         checkpoints.wait()
     if bar is not None:
@@ -313,12 +335,17 @@ def train(model: nnx.Module, batches: Iterable[dict], cfg: TrainConfig, *,
     return {**last, "steady_steps_per_s": steady, "traces": len(traces), "start_step": start + 1, "seconds": t_end - t0}
 
 
-def evaluate_accuracy(model: nnx.Module, batches: Iterable[dict], *, mesh=None) -> float:
-    """Top-1 accuracy of ``model(batch["image"])`` over ``batches`` (eval mode)."""
+def evaluate_accuracy(model: nnx.Module, batches: Iterable[dict], *, mesh=None, inputs: tuple[str, ...] = ("image",)) -> float:
+    """Top-1 accuracy of the model's logits against ``batch["label"]`` over ``batches`` (eval mode).
+
+    Args:
+      inputs: batch fields passed to the model positionally, those present
+        (text classifiers: ``("input_ids", "attention_mask")``).
+    """
     from bskmq_jax import parallel
 
     model.eval()
-    step = _eval_step()
+    step = _eval_step(tuple(inputs))
     correct = total = 0
     for b in batches:
         n = len(b["label"])
@@ -329,13 +356,12 @@ def evaluate_accuracy(model: nnx.Module, batches: Iterable[dict], *, mesh=None) 
     return correct / total
 
 
-_EVAL = None
+_EVAL = {}
 
 
-def _eval_step():
-    # One jitted function for every call, so repeated evaluations (e.g. during
-    # fine-tuning) reuse its compiled program.
-    global _EVAL
-    if _EVAL is None:
-        _EVAL = nnx.jit(lambda m, b: jnp.sum(jnp.argmax(m(b["image"]), -1) == b["label"]))
-    return _EVAL
+def _eval_step(inputs: tuple[str, ...]):
+    # One jitted function per input list for every call, so repeated
+    # evaluations (e.g. during fine-tuning) reuse its compiled program.
+    if inputs not in _EVAL:
+        _EVAL[inputs] = nnx.jit(lambda m, b: jnp.sum(jnp.argmax(m(*[b[k] for k in inputs if k in b]), -1) == b["label"]))
+    return _EVAL[inputs]
