@@ -20,7 +20,7 @@ from bskmq_jax.data import Batches
 from bskmq_jax.imc.config import MODES
 from bskmq_jax.results import SCHEMA, levels_path, save_levels
 
-__all__ = ["PTQJobConfig", "run_ptq_job", "DATASETS", "ALL_METHODS", "versions"]
+__all__ = ["PTQJobConfig", "run_ptq_job", "DATASETS", "ALL_METHODS", "versions", "image_size"]
 
 ALL_METHODS = ("linear", "lloyd_max", "cdf", "kmeans", "kmeans_exact", "bs_kmq")
 #: dataset -> (task kind, calibration split, evaluation split)
@@ -98,9 +98,7 @@ class PTQJobConfig:
         self.model_spec()
 
     def image_size(self) -> int:
-        if self.size is not None:
-            return self.size
-        return {"digits": 16, "cifar10": 32}.get(self.dataset, 299 if self.model == "inception_v3" else 224)
+        return image_size(self.dataset, self.model, self.size)
 
     def model_spec(self):
         from bskmq_jax.zoo import DigitsRecipe, ModelSpec
@@ -124,6 +122,13 @@ class PTQJobConfig:
         d = dataclasses.asdict(self)
         d["model_options"] = dict(self.model_options)
         return d
+
+
+def image_size(dataset: str, model: str, size: int | None = None) -> int:
+    """Image side of a PTQ run: ``size``, or the dataset's default (fine-tuning from its result uses the same)."""
+    if size is not None:
+        return size
+    return {"digits": 16, "cifar10": 32}.get(dataset, 299 if model == "inception_v3" else 224)
 
 
 def versions() -> dict:

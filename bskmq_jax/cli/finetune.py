@@ -5,8 +5,14 @@ Example::
     bskmq ptq --dataset digits --out results/ptq
     bskmq finetune --from-ptq results/ptq --method bs_kmq --adc-bits 3 --levels learned --out results/ft
 
-Without ``--from-ptq`` (digits only) it starts from the cached digits
-baseline and calibrates PTQ levels itself. Writes ``finetune.json``,
+Full scale (cifar10, imagenet2012, glue/sst2 prepared with tensorflow-datasets)::
+
+    bskmq ptq --model resnet18 --dataset imagenet2012 --checkpoint r18.safetensors --data-dir DATA --out results/ptq/r18
+    bskmq finetune --from-ptq results/ptq/r18 --adc-bits 3 --levels learned --data-parallel --out results/ft/r18
+
+The dataset, model and image size come from the PTQ result. Without
+``--from-ptq`` (digits only) it starts from the cached digits baseline and
+calibrates PTQ levels itself. Writes ``finetune.json``,
 ``metrics.jsonl`` (one line per step), ``loss.png``, ``accuracy.png``,
 ``checkpoints/`` and the fine-tuned weights and levels; ``--resume``
 continues the newest checkpoint exactly.
@@ -38,7 +44,10 @@ def add_parser(sub) -> None:
     )
     p.error = _one_line_error("bskmq finetune")
     p.add_argument("--model", default=None, help="model name (default: the PTQ result's; resnet18 without --from-ptq)")
-    p.add_argument("--dataset", default="digits", help="training and evaluation data (default digits)")
+    p.add_argument("--dataset", default=None,
+                   help="digits, cifar10, imagenet2012 or glue/sst2 (default: the PTQ result's; digits without --from-ptq)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="tensorflow-datasets data_dir of the full-scale datasets (default: the PTQ result's)")
     p.add_argument("--from-ptq", default=None, metavar="DIR", help="a `bskmq ptq --out DIR` result to start from")
     p.add_argument("--method", default="bs_kmq", help="levels to start from (and refit with), e.g. bs_kmq, linear (default bs_kmq)")
     p.add_argument("--adc-bits", type=int, default=3, help="NL-ADC bits (default 3)")
@@ -61,6 +70,9 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
     p.add_argument("--keep", type=int, default=3, help="checkpoints kept (default 3)")
     p.add_argument("--eval-every", type=int, default=50, help="steps between test evaluations, 0: only at the end (default 50)")
+    p.add_argument("--eval-examples", type=int, default=None, help="evaluate on the first N examples of the evaluation split (default all)")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="no random crops and flips of training images (cifar10, imagenet2012)")
     p.add_argument("--data-parallel", action="store_true", help="split batches over every device (all hosts)")
     p.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="multi-host: coordinator address (or JAX_COORDINATOR_ADDRESS)")
     p.add_argument("--num-processes", type=int, default=None, help="multi-host: number of processes (or JAX_NUM_PROCESSES)")
@@ -82,10 +94,11 @@ def config_from_args(args):
                         label_smoothing=args.label_smoothing, seed=args.seed, log_every=10)
     levels = LevelConfig(strategy=args.levels, refit_every=args.refit_every, level_lr=args.level_lr,
                          refit_percentile=args.refit_percentile)
-    return FinetuneConfig(out=args.out, model=args.model, dataset=args.dataset, from_ptq=args.from_ptq,
+    return FinetuneConfig(out=args.out, model=args.model, dataset=args.dataset, data_dir=args.data_dir, from_ptq=args.from_ptq,
                           method=args.method, adc_bits=args.adc_bits, in_bits=args.in_bits, w_bits=args.w_bits,
                           levels=levels, train=train, checkpoint_every=args.checkpoint_every, keep=args.keep,
-                          resume=args.resume, eval_every=args.eval_every, data_parallel=args.data_parallel,
+                          resume=args.resume, eval_every=args.eval_every, eval_examples=args.eval_examples,
+                          augment=args.augment, data_parallel=args.data_parallel,
                           plots=args.plots)
 
 
