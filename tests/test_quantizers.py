@@ -308,3 +308,44 @@ def test_bad_input_raises_value_error(kwargs, match):
     samples = args.pop("samples")
     with pytest.raises(ValueError, match=match):
         bq.fit_levels(samples, **args)
+
+
+# ---------------------------------------------------------------- cell sums
+
+
+def test_prefix_sums_are_exact_to_float32_of_each_segment():
+    from bskmq_jax.quantizers._common import prefix_sums
+
+    rng = np.random.default_rng(3)
+    v = (rng.exponential(size=3000) * 1e3).astype(np.float32)
+    v[17] = 3e7  # a heavy atom early on: a plain float32 cumsum loses the small cells after it
+    hi, lo = jax.jit(prefix_sums)(jnp.asarray(v))
+    ref = np.concatenate([[0.0], np.cumsum(v.astype(np.float64))])
+    a, b = np.arange(100, 2900, 97), np.arange(103, 2903, 97)
+    seg = (np.asarray(hi)[b] - np.asarray(hi)[a]).astype(np.float64) + (np.asarray(lo)[b] - np.asarray(lo)[a])
+    np.testing.assert_allclose(seg, ref[b] - ref[a], rtol=1e-6)
+    plain = np.cumsum(v)
+    assert np.max(np.abs((plain[b - 1] - plain[a - 1]) - (ref[b] - ref[a])) / (ref[b] - ref[a])) > 1e-4
+
+
+def test_cell_moments_equal_direct_sums_over_spread_bins():
+    from bskmq_jax.quantizers._common import Points, cell_moments
+
+    rng = np.random.default_rng(4)
+    edges = np.linspace(0.0, 1.0, 65)
+    w = rng.integers(0, 50, size=64).astype(np.float64)
+    x = 0.5 * (edges[:-1] + edges[1:])  # centroids at bin centres: uniform mass per bin
+    pts = Points(jnp.asarray(np.concatenate([[0.0], x, [1.0]]), jnp.float32),
+                 jnp.asarray(np.concatenate([[400.0], w, [30.0]]), jnp.float32),
+                 jnp.asarray(np.concatenate([[0.0], np.full(64, 0.5 / 64), [0.0]]), jnp.float32))
+    t = np.array([0.1, 0.37, 0.371, 0.8])
+    wsum, mean = cell_moments(pts, jnp.asarray(t, jnp.float32), 5)
+    # Direct: integrate each uniform bin over every cell; atoms go whole (ties up).
+    fine = np.linspace(0, 1, 64 * 4096 + 1)
+    mid = 0.5 * (fine[:-1] + fine[1:])
+    dens = np.repeat(w / 4096, 4096)
+    cell = np.searchsorted(t, mid, side="right")
+    want_w = np.bincount(cell, dens, 5) + np.bincount([0, 4], [400.0, 30.0], 5)
+    want_x = np.bincount(cell, dens * mid, 5) + np.bincount([0, 4], [0.0, 30.0], 5)
+    np.testing.assert_allclose(np.asarray(wsum), want_w, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(mean), want_x / want_w, rtol=1e-4)

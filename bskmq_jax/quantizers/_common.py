@@ -145,23 +145,89 @@ def _below(pts: Points, t):
 _WINDOW = 8
 
 
-def cell_moments(pts: Points, thresholds, k: int):
+def _two_sum(a, b):
+    """``a + b`` as an unevaluated pair ``(s, e)`` with ``s + e`` exact (Knuth's TwoSum)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _combine(a, b):
+    """Double-float addition of ``(hi, lo)`` pairs (error ~ eps**2 of the sum)."""
+    s, e = _two_sum(a[0], b[0])
+    t = a[1] + b[1] + e
+    h = s + t
+    return h, t - (h - s)
+
+
+def prefix_sums(v):
+    """Compensated inclusive prefix sums of ``v [P]`` as ``(hi [P + 1], lo [P + 1])``, starting at 0.
+
+    ``hi[j] + lo[j]`` is the sum of ``v[:j]`` to about float32 eps**2 of the
+    running total, so a difference of two entries, ``(hi[b] - hi[a]) + (lo[b]
+    - lo[a])``, is accurate relative to the segment's own sum, not to the
+    total (a plain float32 cumsum loses ``eps * total`` per entry, which is
+    the whole value of a small cell).
+    """
+    # A sequential scan: a parallel (associative) scan of the same pairs
+    # compiles to a log2(P)-deep graph that doubled the first-compile time of
+    # every fit; the scan runs once per fit, not per Lloyd iteration.
+    def step(acc, x):
+        acc = _combine(acc, (x, jnp.zeros_like(x)))
+        return acc, acc
+
+    zero = jnp.zeros((1,), v.dtype)
+    _, (hi, lo) = lax.scan(step, (zero[0], zero[0]), v, unroll=8)
+    return jnp.concatenate([zero, hi]), jnp.concatenate([zero, lo])
+
+
+@struct.dataclass
+class CellSums:
+    """Prefix sums of one layer's masses and first moments (`prefix_sums` pairs), for `cell_moments`."""
+
+    w_hi: jax.Array
+    w_lo: jax.Array
+    x_hi: jax.Array
+    x_lo: jax.Array
+
+    @classmethod
+    def of(cls, pts: Points) -> "CellSums":
+        return cls(*prefix_sums(pts.w), *prefix_sums(pts.w * pts.x))
+
+
+def _segment(hi, lo, a, b):
+    return (hi[b] - hi[a]) + (lo[b] - lo[a])
+
+
+def cell_moments(pts: Points, thresholds, k: int, sums: CellSums | None = None):
     """Mass and mean of each threshold cell (ties go up).
 
-    Each point first goes whole to the cell of its centroid (direct segment
-    sums, no prefix-sum cancellation); then, for every threshold, the part of
-    each straddling bin on the other side is moved across it. Applied
-    threshold by threshold, these moves telescope to the exact split even
-    when one bin spans several thresholds.
+    Each point first goes whole to the cell of its centroid: the points are
+    sorted, so a cell is the index range between two `searchsorted`
+    positions and its sums are differences of compensated prefix sums
+    (``sums``, computed once per layer and reused across Lloyd iterations:
+    an iteration then costs O(k log P), not O(P)). Then, for every threshold,
+    the part of each straddling bin on the other side is moved across it.
+    Applied threshold by threshold, these moves telescope to the exact split
+    even when one bin spans several thresholds.
+
+    Args:
+      pts: sorted points of one layer.
+      thresholds: ``[k - 1]`` ascending thresholds.
+      k: number of cells.
+      sums: ``CellSums.of(pts)``; computed here when None.
 
     Returns:
       ``(wsum [k], mean [k])``; ``mean`` is 0 where ``wsum`` is 0.
     """
-    c = jnp.searchsorted(thresholds, pts.x, side="right")
-    wsum = jax.ops.segment_sum(pts.w, c, num_segments=k)
-    xsum = jax.ops.segment_sum(pts.w * pts.x, c, num_segments=k)
+    sums = CellSums.of(pts) if sums is None else sums
     p = pts.x.shape[0]
-    start = jnp.searchsorted(pts.x, thresholds, side="left") - _WINDOW // 2
+    cut = jnp.searchsorted(pts.x, thresholds, side="left")  # points below each threshold
+    a = jnp.concatenate([jnp.zeros((1,), cut.dtype), cut])
+    b = jnp.concatenate([cut, jnp.full((1,), p, cut.dtype)])
+    wsum = _segment(sums.w_hi, sums.w_lo, a, b)
+    xsum = _segment(sums.x_hi, sums.x_lo, a, b)
+    start = cut - _WINDOW // 2
     idx = jnp.clip(start[:, None] + jnp.arange(_WINDOW)[None, :], 0, p - 1)  # [k-1, W]
     # Clipping at the ends can repeat an index; count each point once.
     first = jnp.concatenate([jnp.ones_like(idx[:, :1], bool), idx[:, 1:] != idx[:, :-1]], axis=1)
@@ -212,6 +278,7 @@ def lloyd(pts: Points, levels0, *, max_iter: int, tol_abs, stop: str = "max"):
       ``(levels [k], wsum [k], iterations)``.
     """
     k = levels0.shape[0]
+    sums = CellSums.of(pts)  # once per fit; each iteration reads it in O(k log P)
 
     def cond(s):
         _, _, it, delta = s
@@ -219,7 +286,7 @@ def lloyd(pts: Points, levels0, *, max_iter: int, tol_abs, stop: str = "max"):
 
     def body(s):
         lv, _, it, _ = s
-        wsum, mean = cell_moments(pts, thresholds_from_levels(lv), k)
+        wsum, mean = cell_moments(pts, thresholds_from_levels(lv), k, sums)
         new = jnp.where(wsum > 0, mean, lv)
         d = new - lv
         delta = jnp.max(jnp.abs(d)) if stop == "max" else jnp.sum(d * d)
@@ -227,7 +294,7 @@ def lloyd(pts: Points, levels0, *, max_iter: int, tol_abs, stop: str = "max"):
 
     init = (levels0, jnp.zeros_like(levels0), jnp.int32(0), jnp.float32(jnp.inf))
     lv, _, it, _ = lax.while_loop(cond, body, init)
-    wsum, _ = cell_moments(pts, thresholds_from_levels(lv), k)
+    wsum, _ = cell_moments(pts, thresholds_from_levels(lv), k, sums)
     return lv, wsum, it
 
 
