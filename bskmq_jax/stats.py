@@ -45,7 +45,9 @@ __all__ = [
     "update",
     "merge",
     "allreduce",
+    "coarsen",
     "points_from_stats",
+    "points_for_fit",
     "fit_levels_from_stats",
 ]
 
@@ -322,6 +324,59 @@ def allreduce(stats: CalibrationStats, axis_name) -> CalibrationStats:
     )
 
 
+def coarsen(stats: CalibrationStats, factor: int) -> CalibrationStats:
+    """Merges every ``factor`` adjacent interior bins into one (exactly).
+
+    The result is what statistics with ``bins // factor`` bins over the same
+    range would have collected (up to float32 rounding of the value sums and
+    of values within rounding distance of a bin edge): counts add exactly,
+    value sums are re-anchored to the merged bins' centres, and the boundary
+    and tail slots are unchanged. Fitting cost grows with the number of
+    points, so a coarser summary fits faster; `bskmq_jax.ptq.fit_all` uses it
+    (``fit_bins``).
+
+    Args:
+      stats: statistics with ``B`` interior bins.
+      factor: bins merged into one; must divide ``B`` and leave at least 16.
+
+    Returns:
+      statistics with ``B // factor`` bins (``stats`` itself for factor 1).
+
+    Raises:
+      ValueError: if ``factor`` is not an int >= 1 that divides ``B`` into at
+        least 16 bins.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
+        raise ValueError(f"factor: {factor!r} must be an int >= 1")
+    factor = int(factor)
+    if factor == 1:
+        return stats
+    b = stats.bins
+    if b % factor or b // factor < 16:
+        raise ValueError(f"factor: {factor} must divide the statistics' {b} bins into at least 16 bins")
+    nb = b // factor
+    n = stats.num_layers
+    inner = stats.limbs[:, 2:-2].reshape(n, nb, factor, 2)
+    # Limb 0 is split into two 12-bit halves before summing, so the group sums
+    # stay far below 2**31 for any factor and the merged count is exact.
+    l0 = inner[..., 0]
+    hi12 = jnp.sum(l0 >> 12, axis=2)
+    lo12 = jnp.sum(l0 & 4095, axis=2)
+    limb0 = lo12 + ((hi12 & 4095) << 12)
+    limb1 = jnp.sum(inner[..., 1], axis=2) + (hi12 >> 12)
+    merged = _normalize(jnp.stack([limb0, limb1], axis=-1))
+    counts = stats.slot_counts[:, 2:-2].reshape(n, nb, factor)
+    width = ((stats.hi - stats.lo) / b)[:, None, None]
+    # Old centre minus merged centre, in old bin widths: (j + 1/2) - factor/2.
+    shift = (jnp.arange(factor, dtype=jnp.float32) + 0.5 - 0.5 * factor)[None, None, :] * width
+    sums = jnp.sum(stats.sums[:, 2:-2].reshape(n, nb, factor) + counts * shift, axis=2)
+    return stats.replace(
+        limbs=jnp.concatenate([stats.limbs[:, :2], merged, stats.limbs[:, -2:]], axis=1),
+        sums=jnp.concatenate([stats.sums[:, :2], sums, stats.sums[:, -2:]], axis=1),
+        bins=nb,
+    )
+
+
 def points_from_stats(stats: CalibrationStats, lo, hi, clamp: bool):
     """Per-layer sorted point sets (`Points` with ``[L, B + 4]`` leaves).
 
@@ -382,6 +437,24 @@ def fit_levels_from_stats(
         )
     options["boundary_tol"] = stats.boundary_tol
     m, common, cfg = make_configs(method, {"clamp": clamp, **options})
+    pts, lo_a, hi_a = points_for_fit(stats, lo, hi, clamp=common.clamp)
+    keys = layer_keys(key, stats.num_layers, squeeze=False)
+    levels, thresholds = fit_points(pts, lo_a, hi_a, keys, method=m.name, bits=bits, common=common, cfg=cfg)
+    return NLLevels(levels, thresholds, lo_a, hi_a, method=m.name, bits=bits)
+
+
+def points_for_fit(stats: CalibrationStats, lo=None, hi=None, *, clamp: bool = True):
+    """Validated statistics as the point sets every method fits (`fit_levels_from_stats`'s first half).
+
+    Fitting several methods or bit widths on the same statistics can prepare
+    the points once and call `bskmq_jax.quantizers.fit_points` per fit.
+
+    Returns:
+      ``(points, lo [L], hi [L])``.
+
+    Raises:
+      ValueError: for statistics that are empty or saw NaN/Inf, or a bad range.
+    """
     if _validate.is_concrete(stats.nonfinite):
         bad = np.flatnonzero(np.asarray(stats.nonfinite))
         if bad.size:
@@ -397,7 +470,4 @@ def fit_levels_from_stats(
     lo_a = stats.lo if lo_a is None else lo_a
     hi_a = stats.hi if hi_a is None else hi_a
     _validate.check_range(lo_a, hi_a, n)
-    pts = points_from_stats(stats, lo_a, hi_a, common.clamp)
-    keys = layer_keys(key, n, squeeze=False)
-    levels, thresholds = fit_points(pts, lo_a, hi_a, keys, method=m.name, bits=bits, common=common, cfg=cfg)
-    return NLLevels(levels, thresholds, lo_a, hi_a, method=m.name, bits=bits)
+    return points_from_stats(stats, lo_a, hi_a, clamp), lo_a, hi_a

@@ -164,3 +164,34 @@ def test_stats_errors():
         st.update(s, jnp.zeros((2, 4)))
     with pytest.raises(ValueError, match="NaN or Inf"):
         st.init_stats_from_batch(np.array([[np.nan, 1.0]], np.float32))
+
+
+def test_coarsen_equals_statistics_collected_at_the_coarser_resolution(relu_layers):
+    fine = st.update(st.init_stats(0.0, 2.0, num_layers=3, bins=256), relu_layers)
+    coarse = st.update(st.init_stats(0.0, 2.0, num_layers=3, bins=64), relu_layers)
+    merged = st.coarsen(fine, 4)
+    assert merged.bins == 64 and merged.limbs.shape == coarse.limbs.shape
+    # 200k normal samples, bin edges shared by both grids: float32 edge
+    # rounding may move a value across one edge, so counts agree to a few.
+    assert np.abs(_limb_counts(merged) - _limb_counts(coarse)).max() <= 2
+    np.testing.assert_array_equal(_limb_counts(merged).sum(1), _limb_counts(fine).sum(1))
+    np.testing.assert_allclose(np.asarray(merged.centroids()), np.asarray(coarse.centroids()), atol=2e-3)
+    np.testing.assert_allclose(np.asarray(merged.mean), np.asarray(fine.mean), atol=1e-6)  # means ~1e-4
+    assert st.coarsen(fine, 1) is fine
+
+
+def test_coarsen_keeps_counts_exact_past_float32():
+    s = st.init_stats(0.0, 1.0, bins=2048)
+    big = np.asarray(s.limbs).copy()
+    big[0, 2:-2, 0] = (1 << 24) - 1  # every interior slot full in limb 0
+    big[0, 2:-2, 1] = 3
+    s = s.replace(limbs=jnp.asarray(big))
+    merged = st.coarsen(s, 128)  # 128 full limb-0 values sum past 2**31
+    want = 128 * (3 * 2**24 + (1 << 24) - 1)
+    np.testing.assert_array_equal(_limb_counts(merged)[0, 2:-2], np.full(16, want))
+
+
+@pytest.mark.parametrize("factor, match", [(3, "divide"), (0, ">= 1"), (True, ">= 1"), (8, "at least 16")])
+def test_coarsen_names_a_bad_factor(factor, match):
+    with pytest.raises(ValueError, match=f"factor: .*{match}"):
+        st.coarsen(st.init_stats(0.0, 1.0, bins=64), factor)
