@@ -27,7 +27,7 @@ from flax import struct
 
 from bskmq_jax.levels import NLLevels, encode, quantize
 
-__all__ = ["QuantError", "quant_error", "quant_error_from_stats"]
+__all__ = ["QuantError", "quant_error", "quant_error_from_stats", "quant_error_from_points"]
 
 
 @struct.dataclass
@@ -115,3 +115,13 @@ def quant_error_from_stats(stats, nl: NLLevels, *, clamp: bool = True) -> QuantE
 
     pts = points_from_stats(stats, nl.lo, nl.hi, clamp)
     return _weighted_error(pts.x, pts.w, nl, clamp, stats.boundary_tol)
+
+
+def quant_error_from_points(pts, nl: NLLevels, *, clamp: bool = True, boundary_tol: float = 1e-6) -> QuantError:
+    """`quant_error` on weighted point sets (`bskmq_jax.quantizers.Points`, ``[*batch, P]`` leaves).
+
+    `quant_error_from_stats` is this on the statistics' points; preparing
+    the points once measures many level sets of the same layers without
+    rebuilding them. Points are measured at their centroids.
+    """
+    return _weighted_error(pts.x, pts.w, nl, clamp, boundary_tol)

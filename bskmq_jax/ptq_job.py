@@ -54,6 +54,7 @@ class PTQJobConfig:
     eval_examples: int | None = None  # cap on evaluation examples (None: the whole split)
     clip_percentile: float = 100.0  # ADC range: this percentile of calibration values (100: the maximum)
     bs_kmq_mode: str | None = None  # BS-KMQ suppression rule (None: the method's default)
+    fit_bins: int | None = 1024  # fit on calibration histograms merged to at most this many bins (None: all 4096)
     size: int | None = None  # image side in pixels (None: 16 for digits, 32 for cifar10, 224/299 for imagenet2012)
     data_dir: str | None = None  # tensorflow-datasets data_dir for the full-scale datasets
     seed: int = 0  # base seed: calibration subsets and k-means seeding use seed + i
@@ -86,6 +87,9 @@ class PTQJobConfig:
             raise ValueError(f"eval_examples: {self.eval_examples} must be >= 1 or None")
         if not 50.0 < self.clip_percentile <= 100.0:
             raise ValueError(f"clip_percentile: {self.clip_percentile} must be in (50, 100]")
+        if self.fit_bins is not None and (isinstance(self.fit_bins, bool) or not isinstance(self.fit_bins, int)
+                                          or self.fit_bins < 16):
+            raise ValueError(f"fit_bins: {self.fit_bins!r} must be an int >= 16 or None")
         if isinstance(self.model_options, dict):
             object.__setattr__(self, "model_options", tuple(sorted(self.model_options.items())))
         if self.dataset in ("cifar10", "imagenet2012", "glue/sst2") and self.checkpoint is None:
@@ -116,7 +120,7 @@ class PTQJobConfig:
                          adc_bits=max(self.adc_bits), mode=self.mode)
 
     def fit_options(self) -> dict:
-        return {"mode": self.bs_kmq_mode} if self.bs_kmq_mode else {}
+        return {"fit_bins": self.fit_bins, **({"mode": self.bs_kmq_mode} if self.bs_kmq_mode else {})}
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -155,6 +155,7 @@ def test_save_levels_errors(tmp_path):
     ({"calib_seeds": 0}, "calib_seeds: 0 must be"),
     ({"clip_percentile": 40.0}, "clip_percentile: 40.0"),
     ({"dataset": "imagenet2012"}, "checkpoint: imagenet2012 needs trained weights"),
+    ({"fit_bins": 8}, "fit_bins: 8 must be an int >= 16 or None"),
 ])
 def test_job_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -197,3 +198,43 @@ def test_cli_writes_json(tmp_path, capsys, tiny_checkpoint):
 def test_main_job_rejects_unknown_stage(tmp_path, capsys):
     assert main(["main", "--stages", "digits,mnist", "--out", str(tmp_path)]) == 2
     assert "--stages: unknown stage(s) ['mnist']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bins, fit_bins, factor", [(4096, 1024, 4), (4096, 4096, 1), (4096, 5000, 1), (3000, 1024, 3),
+                                                    (1000, 1024, 1), (4096, 100, 64)])
+def test_merge_factor(bins, fit_bins, factor):
+    assert ptq.merge_factor(bins, fit_bins) == factor
+
+
+@pytest.mark.parametrize("bins, fit_bins, match", [(4099, 1024, "cannot be merged evenly"), (4096, 8, "int >= 16"),
+                                                   (4096, True, "int >= 16")])
+def test_merge_factor_errors(bins, fit_bins, match):
+    with pytest.raises(ValueError, match=f"fit_bins: .*{match}"):
+        ptq.merge_factor(bins, fit_bins)
+
+
+def test_fit_bins_changes_held_out_error_by_under_one_percent():
+    # ReLU layers of different spreads; fitted on 4096-bin statistics merged
+    # to 1024 and 256 bins, measured on the full-resolution statistics.
+    from bskmq_jax import stats as st
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 100_000)).astype(np.float32) * np.array([[1.0], [0.3], [2.0]], np.float32)
+    s = st.update(st.init_stats(0.0, np.abs(x).max(1) + 0.1, num_layers=3), np.maximum(x, 0.0))
+    layers = {f"l{i}": jax.tree_util.tree_map(lambda a: a[i:i + 1], s) for i in range(3)}
+    mse = {}
+    for fb in (None, 1024, 256):
+        fits = ptq.fit_all(layers, ["lloyd_max", "cdf"], [3], progress=False, pad_layers=1, fit_bins=fb)
+        mse[fb] = {(m, n): ptq.layer_errors(layers, fits[m][3])[n]["mse"] for m in fits for n in layers}
+    for fb in (1024, 256):
+        for k, v in mse[None].items():
+            assert mse[fb][k] == pytest.approx(v, rel=0.01), (fb, k)
+
+
+def test_cli_fit_bins_flag(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["ptq", "--fit-bins", "lots", "--out", str(tmp_path / "o")])
+    assert "--fit-bins: expected an int >= 16 or 'none'" in capsys.readouterr().err
+    from bskmq_jax.cli.ptq import _fit_bins
+
+    assert _fit_bins("none") is None and _fit_bins("512") == 512

@@ -44,6 +44,16 @@ def _options(s: str) -> dict:
     return out
 
 
+def _fit_bins(s: str) -> int | None:
+    """``--fit-bins``: an int, or ``none`` for the statistics' full resolution."""
+    if s.strip().lower() == "none":
+        return None
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 16 or 'none', got {s!r}") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The PTQ flags (shared with ``bskmq main``)."""
     from bskmq_jax.ptq_job import ALL_METHODS, DATASETS
@@ -63,6 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-examples", type=int, default=None, help="cap on evaluation examples (default: the whole split)")
     p.add_argument("--clip-percentile", type=float, default=100.0, help="ADC range top as a percentile of calibration values (default 100)")
     p.add_argument("--bs-kmq-mode", default=None, help="BS-KMQ suppression rule: drop, equalize or clip (default: equalize)")
+    p.add_argument("--fit-bins", type=_fit_bins, default=1024,
+                   help="fit on calibration histograms merged to at most this many bins; none: all 4096 (default 1024)")
     p.add_argument("--size", type=int, default=None, help="image side in pixels (default 16 digits, 32 cifar10, 224/299 imagenet2012)")
     p.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir (full-scale datasets; see docs/data.md)")
     p.add_argument("--seed", type=int, default=0, help="base seed of calibration subsets and k-means seeding (default 0)")
@@ -89,6 +101,7 @@ def config_from_args(args):
             methods=tuple(args.methods), adc_bits=tuple(args.adc_bits), in_bits=args.in_bits, w_bits=args.w_bits,
             mode=args.mode, batch_size=args.batch_size, calib_batches=args.calib_batches, calib_seeds=args.calib_seeds,
             eval_examples=args.eval_examples, clip_percentile=args.clip_percentile, bs_kmq_mode=args.bs_kmq_mode,
+            fit_bins=args.fit_bins,
             size=args.size, data_dir=args.data_dir, seed=args.seed, cache_dir=args.cache_dir)
     except ValueError as e:
         # job fields are named like the flags (adc_bits <-> --adc-bits)
