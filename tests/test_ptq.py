@@ -231,6 +231,22 @@ def test_fit_bins_changes_held_out_error_by_under_one_percent():
             assert mse[fb][k] == pytest.approx(v, rel=0.01), (fb, k)
 
 
+def test_layer_errors_of_mixed_bit_widths_equal_separate_calls():
+    from bskmq_jax import stats as st
+
+    x = np.maximum(np.random.default_rng(1).normal(size=(2, 20_000)), 0.0).astype(np.float32)
+    s = st.update(st.init_stats(0.0, 3.0, num_layers=2, bins=256), x)
+    layers = {f"l{i}": jax.tree_util.tree_map(lambda a: a[i:i + 1], s) for i in range(2)}
+    fits = ptq.fit_all(layers, ["linear", "cdf"], [2, 3], progress=False)
+    sets = {(m, b): fits[m][b] for m in fits for b in (2, 3)}
+    mixed = ptq.layer_errors_many(layers, sets)
+    for (m, b), levels in sets.items():
+        alone = ptq.layer_errors(layers, levels)
+        for n in layers:
+            assert mixed[(m, b)][n] == pytest.approx(alone[n], rel=1e-6, nan_ok=True), (m, b, n)
+    assert mixed[("linear", 3)]["l0"]["used_levels"] > 4  # the 3-bit sets keep their own codes
+
+
 def test_cli_fit_bins_flag(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["ptq", "--fit-bins", "lots", "--out", str(tmp_path / "o")])
