@@ -169,7 +169,7 @@ class DataCursor:
 def _cursor(batches, position: dict | None = None):
     """The stream's own cursor when it has one, else a `DataCursor`, at ``position`` (None: the start).
 
-    A random-access stream (`bskmq_jax.data.SourceBatches`) resumes at a
+    A random-access stream (`bskmq_jax.streams.SourceBatches`) resumes at a
     batch index without reading the batches before it; a `DataCursor`
     replays the current pass up to its offset.
     """
@@ -216,7 +216,7 @@ def train(model: nnx.Module, batches: Iterable[dict], cfg: TrainConfig, *,
         quantized-aware training).
       batches: a re-iterable batch stream (cycled by a `DataCursor`), or
         a random-access stream with a ``cursor(**position)`` method
-        (`bskmq_jax.data.SourceBatches`, position ``{"batch": n}``);
+        (`bskmq_jax.streams.SourceBatches`, position ``{"batch": n}``);
         ``drop_last`` keeps the step compiled once.
       cfg: optimization settings.
       loss_fn: ``loss_fn(model, batch, label_smoothing) -> (loss, logits)``;

@@ -273,7 +273,7 @@ def test_training_on_a_random_access_stream_resumes_exactly_from_the_batch_count
     import shutil
 
     from bskmq_jax.checkpoint import CheckpointConfig, Checkpoints
-    from bskmq_jax.data import SourceBatches
+    from bskmq_jax.streams import SourceBatches
 
     x, y = data["train"].arrays["image"][:60], data["train"].arrays["label"][:60]
     records = [{"image": x[i], "label": y[i]} for i in range(60)]

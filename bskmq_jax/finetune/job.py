@@ -9,7 +9,7 @@ resume; evaluates again and writes the output folder.
 
 Data (`SPLITS`): digits is embedded; cifar10, imagenet2012 and glue/sst2
 are tensorflow-datasets sources prepared by the user (``data_dir``), read a
-batch at a time (`bskmq_jax.data.SourceBatches`) with PTQ's preprocessing.
+batch at a time (`bskmq_jax.streams.SourceBatches`) with PTQ's preprocessing.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def _setup(cfg: FinetuneConfig, progress: bool) -> _Run:
 
 def _data(cfg: FinetuneConfig, dataset: str, *, size: int, data_dir: str | None, checkpoint: str | None):
     """(batches, description) of ``dataset``: training stream, evaluation split (and digits' calibration split)."""
-    from bskmq_jax import data
+    from bskmq_jax import data, streams
 
     train_split, eval_split = SPLITS[dataset]
     bs, seed = cfg.train.batch_size, cfg.train.seed
@@ -206,17 +206,17 @@ def _data(cfg: FinetuneConfig, dataset: str, *, size: int, data_dir: str | None,
     # Evaluation batches have the training batch size: it fits the device
     # memory and splits over the devices of a data-parallel run.
     if dataset in data.IMAGE_DATASETS:
-        train = data.tfds_image_stream(dataset, train_split, data_dir=data_dir, batch_size=bs, size=size, train=True,
+        train = streams.tfds_image_stream(dataset, train_split, data_dir=data_dir, batch_size=bs, size=size, train=True,
                                        augment=cfg.augment, seed=seed)
-        test = data.tfds_image_stream(dataset, eval_split, data_dir=data_dir, batch_size=bs, size=size,
+        test = streams.tfds_image_stream(dataset, eval_split, data_dir=data_dir, batch_size=bs, size=size,
                                       limit=cfg.eval_examples)
         how = f"{size}x{size}" + (", random crop and flip" if cfg.augment else ", centre crop")
     else:
         from bskmq_jax.models.minilm import minilm_tokenizer
 
         tok = minilm_tokenizer(Path(checkpoint).parent)  # as `bskmq ptq` tokenizes for this checkpoint
-        train = data.tfds_text_stream(dataset, train_split, tok, data_dir=data_dir, batch_size=bs, train=True, seed=seed)
-        test = data.tfds_text_stream(dataset, eval_split, tok, data_dir=data_dir, batch_size=bs, limit=cfg.eval_examples)
+        train = streams.tfds_text_stream(dataset, train_split, tok, data_dir=data_dir, batch_size=bs, train=True, seed=seed)
+        test = streams.tfds_text_stream(dataset, eval_split, tok, data_dir=data_dir, batch_size=bs, limit=cfg.eval_examples)
         how = f"{data.TEXT_MAX_LENGTH} tokens"
     return {"train": train, "test": test}, {
         "train": f"{dataset}:{train_split} ({train.num_examples} examples, {how}, reshuffled every pass)",
