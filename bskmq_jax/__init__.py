@@ -3,7 +3,7 @@
 The public API: fit NL-ADC reference levels (`fit_levels`,
 `fit_levels_from_stats`), apply them (`quantize`, `encode`, `decode`),
 collect streaming calibration statistics (`CalibrationStats`, `init_stats`,
-`init_stats_from_batch`, `update`, `merge`, `allreduce`) and measure error
+`init_stats_from_batch`, `update`, `merge`, `allreduce`, `coarsen`) and measure error
 (`quant_error`, `quant_error_from_stats`). Simulate the hardware: the
 in-memory NL-ADC (`nl_adc`, `ADCConfig`, `STEConfig`), crossbar products
 (`imc_dense`, `imc_conv`, `IMCConfig`) and Flax NNX layers (`IMCDense`,
@@ -29,6 +29,7 @@ from bskmq_jax.quantizers import (
 from bskmq_jax.stats import (
     CalibrationStats,
     allreduce,
+    coarsen,
     fit_levels_from_stats,
     init_stats,
     init_stats_from_batch,
@@ -62,6 +63,7 @@ __all__ = [
     "NLLevels",
     "QuantError",
     "allreduce",
+    "coarsen",
     "decode",
     "encode",
     "fit_levels",

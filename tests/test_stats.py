@@ -169,7 +169,7 @@ def test_stats_errors():
 def test_coarsen_equals_statistics_collected_at_the_coarser_resolution(relu_layers):
     fine = st.update(st.init_stats(0.0, 2.0, num_layers=3, bins=256), relu_layers)
     coarse = st.update(st.init_stats(0.0, 2.0, num_layers=3, bins=64), relu_layers)
-    merged = st.coarsen(fine, 4)
+    merged = bq.coarsen(fine, 4)  # the top-level API
     assert merged.bins == 64 and merged.limbs.shape == coarse.limbs.shape
     # 200k normal samples, bin edges shared by both grids: float32 edge
     # rounding may move a value across one edge, so counts agree to a few.
